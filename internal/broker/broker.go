@@ -1,0 +1,266 @@
+// Package broker is passerelle's message transport: Watermill over NATS JetStream, either an
+// in-process server storing under the data dir (the default) or an external JetStream server, through
+// the same code. It owns the settings that keep acknowledged messages from being lost or replayed
+// (see the project's docs/architecture.md and the NATS notes it cites): one stream with limits,
+// durable consumers created here and bound to, manual acks, a nack delay, and stable message ids.
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config says where the transport runs and how much it may keep.
+type Config struct {
+	URL     string // external JetStream server; empty runs one in-process
+	DataDir string // embedded server's store lives in DataDir/nats
+	// Listen opens a TCP port on the embedded server (for the nats CLI); empty opens none.
+	Listen string
+	// SyncInterval is how often the embedded server fsyncs; a power loss can lose up to this much.
+	SyncInterval time.Duration
+	MaxStore     int64         // embedded server's JetStream disk limit, bytes
+	Stream       string        // stream name; default PASSERELLE
+	Prefix       string        // subject prefix, so several installs share one server; default passerelle
+	MaxAge       time.Duration // how long messages stay for replay; default 7 days
+	MaxBytes     int64         // stream size limit; default 1 GiB
+	// DuplicateWindow is how long JetStream remembers message ids to drop re-publishes. Its id table
+	// costs memory under load, so it stays short; longer-lived dedupe is the store's job.
+	DuplicateWindow time.Duration
+	PublishTimeout  time.Duration // longest wait for a broker ack; default 10s
+}
+
+func (c Config) withDefaults() Config {
+	if c.Stream == "" {
+		c.Stream = "PASSERELLE"
+	}
+	if c.Prefix == "" {
+		c.Prefix = "passerelle"
+	}
+	if c.SyncInterval <= 0 {
+		c.SyncInterval = time.Second
+	}
+	if c.MaxStore <= 0 {
+		c.MaxStore = 4 << 30
+	}
+	if c.MaxAge <= 0 {
+		c.MaxAge = 7 * 24 * time.Hour
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 1 << 30
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.PublishTimeout <= 0 {
+		c.PublishTimeout = 10 * time.Second
+	}
+	return c
+}
+
+// Broker holds the server (when embedded) and the connections of its publishers and subscribers.
+type Broker struct {
+	cfg     Config
+	log     *slog.Logger
+	srv     *server.Server // nil when external
+	admin   *nats.Conn
+	js      nats.JetStreamContext
+	metrics *Metrics
+
+	mu    sync.Mutex
+	conns []*nats.Conn
+}
+
+// Open starts or connects to the server and makes sure the stream exists with the configured limits.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Broker, error) {
+	cfg = cfg.withDefaults()
+	b := &Broker{cfg: cfg, log: log, metrics: m}
+	if cfg.URL == "" {
+		if err := b.startEmbedded(); err != nil {
+			return nil, err
+		}
+	}
+	admin, err := b.connect("admin")
+	if err != nil {
+		b.Close()
+		return nil, err
+	}
+	b.admin = admin
+	if b.js, err = admin.JetStream(); err != nil {
+		b.Close()
+		return nil, fmt.Errorf("broker: jetstream context: %w", err)
+	}
+	if err := b.ensureStream(ctx); err != nil {
+		b.Close()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Broker) startEmbedded() error {
+	dir := filepath.Join(b.cfg.DataDir, "nats")
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return fmt.Errorf("broker: create store dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName:         "passerelle",
+		JetStream:          true,
+		StoreDir:           dir,
+		SyncInterval:       b.cfg.SyncInterval,
+		JetStreamMaxStore:  b.cfg.MaxStore,
+		JetStreamMaxMemory: 64 << 20,
+		DontListen:         b.cfg.Listen == "",
+		NoSigs:             true, // otherwise SIGTERM becomes os.Exit(0) before our own graceful shutdown
+		NoLog:              true,
+	}
+	if b.cfg.Listen != "" {
+		host, port, err := splitHostPort(b.cfg.Listen)
+		if err != nil {
+			return err
+		}
+		opts.Host, opts.Port = host, port
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("broker: embedded server: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(30 * time.Second) {
+		srv.Shutdown()
+		return errors.New("broker: embedded server not ready after 30s")
+	}
+	b.srv = srv
+	return nil
+}
+
+// connect opens a connection of its own: watermill's publisher and subscriber close or drain the
+// connection they are given, so sharing one would let one close the other's.
+func (b *Broker) connect(name string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name("passerelle-" + name), nats.MaxReconnects(-1)}
+	url := b.cfg.URL
+	if b.srv != nil {
+		opts = append(opts, nats.InProcessServer(b.srv))
+		url = ""
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("broker: connect %s: %w", name, err)
+	}
+	b.mu.Lock()
+	b.conns = append(b.conns, nc)
+	b.mu.Unlock()
+	return nc, nil
+}
+
+func (b *Broker) ensureStream(ctx context.Context) error {
+	sc := &nats.StreamConfig{
+		Name:       b.cfg.Stream,
+		Subjects:   []string{b.cfg.Prefix + ".>"},
+		Retention:  nats.LimitsPolicy, // keep history for replays; consumers track their own position
+		Storage:    nats.FileStorage,
+		MaxAge:     b.cfg.MaxAge,
+		MaxBytes:   b.cfg.MaxBytes,
+		Discard:    nats.DiscardOld,
+		Duplicates: b.cfg.DuplicateWindow,
+	}
+	if _, err := b.js.StreamInfo(sc.Name, nats.Context(ctx)); errors.Is(err, nats.ErrStreamNotFound) {
+		if _, err := b.js.AddStream(sc, nats.Context(ctx)); err != nil {
+			return fmt.Errorf("broker: create stream %s: %w", sc.Name, err)
+		}
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("broker: stream %s: %w", sc.Name, err)
+	}
+	if _, err := b.js.UpdateStream(sc, nats.Context(ctx)); err != nil {
+		return fmt.Errorf("broker: update stream %s: %w", sc.Name, err)
+	}
+	return nil
+}
+
+// Subject is the NATS subject of a topic.
+func (b *Broker) Subject(topic string) string { return b.cfg.Prefix + "." + topic }
+
+// Ping checks that the server answers, for /readyz.
+func (b *Broker) Ping(ctx context.Context) error {
+	if b.admin == nil || !b.admin.IsConnected() {
+		return errors.New("broker: not connected")
+	}
+	_, err := b.js.AccountInfo(nats.Context(ctx))
+	return err
+}
+
+// Pending is how many messages a durable consumer has not yet processed.
+func (b *Broker) Pending(ctx context.Context, durable string) (uint64, error) {
+	info, err := b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx))
+	if err != nil {
+		return 0, err
+	}
+	return info.NumPending + uint64(info.NumAckPending), nil
+}
+
+// Close closes every connection and stops the embedded server. Publishers and subscribers must be
+// closed first (the router does it) so in-flight acks reach the server.
+func (b *Broker) Close() error {
+	b.mu.Lock()
+	conns := b.conns
+	b.conns = nil
+	b.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.srv = nil
+	}
+	return nil
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	i := strings.LastIndexByte(addr, ':')
+	if i < 0 {
+		return "", 0, fmt.Errorf("broker: listen address %q: want host:port", addr)
+	}
+	var port int
+	if _, err := fmt.Sscanf(addr[i+1:], "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("broker: listen address %q: bad port", addr)
+	}
+	return addr[:i], port, nil
+}
+
+// Metrics measures the transport.
+type Metrics struct {
+	publish *prometheus.HistogramVec
+}
+
+// NewMetrics registers the transport metrics on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{publish: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "passerelle", Subsystem: "transport", Name: "publish_duration_seconds",
+		Help:    "Time from publish to the broker's acknowledgement, by topic and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 12),
+	}, []string{"topic", "outcome"})}
+	reg.MustRegister(m.publish)
+	return m
+}
+
+func (m *Metrics) observePublish(topic string, start time.Time, err error) {
+	if m == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	m.publish.WithLabelValues(topic, outcome).Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,182 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/stretchr/testify/require"
+)
+
+// ExternalURL returns the NATS server the external-transport tests use, or skips (fails in CI)
+// when none answers.
+func ExternalURL(t testing.TB) string {
+	t.Helper()
+	url := os.Getenv("PASSERELLE_TEST_NATS_URL")
+	if url == "" {
+		url = "nats://127.0.0.1:4222"
+	}
+	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
+	if err == nil {
+		_, err = func() (*nats.AccountInfo, error) { js, _ := nc.JetStream(); return js.AccountInfo() }()
+		nc.Close()
+	}
+	if err != nil {
+		msg := fmt.Sprintf("no JetStream-enabled NATS server at %s (%v): start one with `nats-server -js -a 127.0.0.1 -p 4222` or set PASSERELLE_TEST_NATS_URL", url, err)
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return url
+}
+
+// TestConfigs returns the embedded and the external configuration, each isolated for one test.
+func testConfigs(t *testing.T) map[string]func() Config {
+	dir := t.TempDir()
+	return map[string]func() Config{
+		"embedded": func() Config { return Config{DataDir: dir} },
+		"external": func() Config {
+			id := fmt.Sprintf("t%d", rand.Int64())
+			return Config{URL: ExternalURL(t), Stream: "TEST_" + id, Prefix: "test" + id}
+		},
+	}
+}
+
+func TestPublishConsumeResume(t *testing.T) {
+	for name, mk := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := mk()
+			ctx := context.Background()
+			b, err := Open(ctx, cfg, slog.Default(), nil)
+			require.NoError(t, err)
+			if cfg.URL != "" {
+				t.Cleanup(func() { deleteStream(t, cfg) })
+			}
+			pub, err := b.NewPublisher()
+			require.NoError(t, err)
+			for i := range 20 {
+				require.NoError(t, pub.Publish("things.in", message.NewMessage(fmt.Sprintf("id-%d", i), []byte("x"))))
+			}
+			// Same id again inside the duplicate window: dropped by the broker.
+			require.NoError(t, pub.Publish("things.in", message.NewMessage("id-0", []byte("x"))))
+
+			got := consume(t, b, "things_reader", 10, true)
+			require.Len(t, got, 10)
+			require.NoError(t, pub.Close())
+			require.NoError(t, b.Close())
+
+			// Reopen: the durable resumes after the 10 acked messages, nothing replayed, nothing lost.
+			b, err = Open(ctx, cfg, slog.Default(), nil)
+			require.NoError(t, err)
+			defer b.Close()
+			rest := consume(t, b, "things_reader", 10, true)
+			require.Len(t, rest, 10)
+			seen := map[string]bool{}
+			for _, id := range append(got, rest...) {
+				require.False(t, seen[id], "message %s delivered twice", id)
+				seen[id] = true
+			}
+			require.Len(t, seen, 20)
+			n, err := b.Pending(ctx, "things_reader")
+			require.NoError(t, err)
+			require.Zero(t, n)
+		})
+	}
+}
+
+func TestNackRedelivers(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, Config{DataDir: t.TempDir()}, slog.Default(), nil)
+	require.NoError(t, err)
+	defer b.Close()
+	pub, err := b.NewPublisher()
+	require.NoError(t, err)
+	defer pub.Close()
+	require.NoError(t, pub.Publish("things.in", message.NewMessage("only", []byte("x"))))
+
+	sub, err := b.NewSubscriber(ctx, "nacker", "things.in", ConsumerConfig{NakDelay: ExpDelay{Min: 10 * time.Millisecond, Max: 10 * time.Millisecond}}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer sub.Close()
+	ch, err := sub.Subscribe(ctx, "things.in")
+	require.NoError(t, err)
+	m := receive(t, ch)
+	require.Equal(t, "only", m.UUID)
+	m.Nack()
+	m = receive(t, ch)
+	require.Equal(t, "only", m.UUID, "a nacked message comes back")
+	m.Ack()
+}
+
+func TestEmbeddedOpensNoPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:4222")
+	if err == nil {
+		ln.Close()
+	}
+	b, err := Open(context.Background(), Config{DataDir: t.TempDir()}, slog.Default(), nil)
+	require.NoError(t, err)
+	defer b.Close()
+	require.Nil(t, b.srv.Addr(), "embedded server must not listen unless asked")
+}
+
+func TestExpDelay(t *testing.T) {
+	d := ExpDelay{Min: time.Second, Max: 5 * time.Second}
+	for _, tc := range []struct {
+		n    uint64
+		want time.Duration
+	}{{0, time.Second}, {1, time.Second}, {2, 2 * time.Second}, {3, 4 * time.Second}, {4, 5 * time.Second}, {100, 5 * time.Second}} {
+		require.Equal(t, tc.want, d.WaitTime(tc.n), "delivery %d", tc.n)
+	}
+}
+
+func consume(t *testing.T, b *Broker, durable string, n int, ack bool) []string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// Messages handed to the closed subscriber but not acked come back after AckWait: keep it short.
+	sub, err := b.NewSubscriber(ctx, durable, "things.in", ConsumerConfig{AckWait: time.Second}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer sub.Close()
+	ch, err := sub.Subscribe(ctx, "things.in")
+	require.NoError(t, err)
+	var ids []string
+	for range n {
+		m := receive(t, ch)
+		ids = append(ids, m.UUID)
+		if ack {
+			m.Ack()
+		}
+	}
+	// Give the async acks a moment to reach the server before the subscriber closes.
+	time.Sleep(100 * time.Millisecond)
+	return ids
+}
+
+func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
+	t.Helper()
+	select {
+	case m := <-ch:
+		return m
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message within 10s")
+		return nil
+	}
+}
+
+func deleteStream(t *testing.T, cfg Config) {
+	nc, err := nats.Connect(cfg.URL)
+	if err != nil {
+		return
+	}
+	defer nc.Close()
+	js, _ := nc.JetStream()
+	_ = js.DeleteStream(cfg.Stream)
+}
