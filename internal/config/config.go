@@ -30,6 +30,8 @@ type Config struct {
 	LogLevel        string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=30s" desc:"longest graceful shutdown on SIGTERM/SIGINT"`
 	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW, default=24h" desc:"a lead with the same contact, formation and id_client inside this window is a duplicate"`
+	RedeliveryMin   time.Duration `env:"REDELIVERY_MIN, default=1s" desc:"first wait before a failed message is redelivered; doubles on each failure"`
+	RedeliveryMax   time.Duration `env:"REDELIVERY_MAX, default=5m" desc:"longest wait between two redeliveries of a failed message"`
 
 	NATS         NATS         `env:", prefix=NATS_"`
 	IciFormation IciFormation `env:", prefix=ICIFORMATION_"`
@@ -169,6 +171,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		bad("SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.RedeliveryMin <= 0 || c.RedeliveryMax < c.RedeliveryMin {
+		bad("REDELIVERY_MAX", "must be at least PASSERELLE_REDELIVERY_MIN, both positive")
 	}
 	if c.DedupeWindow < 0 {
 		bad("DEDUPE_WINDOW", "must not be negative")

@@ -1,0 +1,155 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/store"
+)
+
+// adminHandler serves /metrics, the probes, and the admin API the CLI's dlq and endpoints
+// commands call: the embedded broker opens no port, so operators go through the daemon.
+func (a *App) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		for name, ping := range map[string]func(context.Context) error{"store": a.Store.Ping, "transport": a.Broker.Ping} {
+			if err := ping(ctx); err != nil {
+				httpapi.WriteError(w, http.StatusServiceUnavailable, name+" not ready: "+err.Error())
+				return
+			}
+		}
+		select {
+		case <-a.Router.Running():
+		default:
+			httpapi.WriteError(w, http.StatusServiceUnavailable, "router not running")
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.HandleFunc("GET /admin/dlq", func(w http.ResponseWriter, r *http.Request) {
+		dls, err := a.Store.DeadLetters(r.Context(), r.URL.Query().Get("pipeline"), r.URL.Query().Get("all") == "")
+		if err != nil {
+			httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		out := make([]DeadLetterView, 0, len(dls))
+		for _, d := range dls {
+			out = append(out, viewOf(d))
+		}
+		httpapi.WriteJSON(w, http.StatusOK, out)
+	})
+	mux.HandleFunc("POST /admin/dlq/retry", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ID       int64  `json:"id"`
+			All      bool   `json:"all"`
+			Pipeline string `json:"pipeline"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || (req.ID == 0 && !req.All) {
+			httpapi.WriteError(w, http.StatusBadRequest, `want {"id": <dead letter id>} or {"all": true}`)
+			return
+		}
+		if req.All {
+			n, err := a.DLQ.RetryAll(r.Context(), req.Pipeline)
+			if err != nil {
+				httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
+				return
+			}
+			httpapi.WriteJSON(w, http.StatusOK, map[string]int{"retried": n})
+			return
+		}
+		if err := a.DLQ.Retry(r.Context(), req.ID); err != nil {
+			status := http.StatusInternalServerError
+			if errors.Is(err, store.ErrNotFound) {
+				status = http.StatusNotFound
+			}
+			httpapi.WriteError(w, status, err.Error())
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]int{"retried": 1})
+	})
+	mux.HandleFunc("GET /admin/endpoints", func(w http.ResponseWriter, r *http.Request) {
+		off, err := a.Store.DisabledEndpoints(r.Context())
+		if err != nil {
+			httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, off)
+	})
+	mux.HandleFunc("POST /admin/endpoints/enable", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Endpoint string `json:"endpoint"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil || req.Endpoint == "" {
+			httpapi.WriteError(w, http.StatusBadRequest, `want {"endpoint": "<endpoint id>"}`)
+			return
+		}
+		if err := a.Store.EnableEndpoint(r.Context(), req.Endpoint); err != nil {
+			httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"enabled": req.Endpoint})
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
+	})
+	return mux
+}
+
+// DeadLetterView is one dead letter as the admin API shows it: no payload, which holds personal data.
+type DeadLetterView struct {
+	ID        int64      `json:"id"`
+	Pipeline  string     `json:"pipeline"`
+	Topic     string     `json:"topic"`
+	EventID   string     `json:"event_id"`
+	Error     string     `json:"error"`
+	CreatedAt time.Time  `json:"created_at"`
+	RetriedAt *time.Time `json:"retried_at,omitempty"`
+}
+
+func viewOf(d store.DeadLetter) DeadLetterView {
+	return DeadLetterView{ID: d.ID, Pipeline: d.Pipeline, Topic: d.Topic, EventID: d.EventID, Error: d.Error, CreatedAt: d.CreatedAt, RetriedAt: d.RetriedAt}
+}
+
+// deadLetterCollector reports the dead letters not yet retried, per pipeline, at scrape time.
+type deadLetterCollector struct {
+	store *store.Store
+	desc  *prometheus.Desc
+}
+
+func newDeadLetterCollector(s *store.Store) prometheus.Collector {
+	return &deadLetterCollector{store: s, desc: prometheus.NewDesc("passerelle_dead_letters",
+		"Dead letters waiting for an operator (not yet retried), by pipeline.", []string{"pipeline"}, nil)}
+}
+
+func (c *deadLetterCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *deadLetterCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	depth, err := c.store.PendingDeadLetters(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	for _, p := range []string{"leads", "shopapp", "billing"} {
+		if _, ok := depth[p]; !ok {
+			depth[p] = 0
+		}
+	}
+	for p, n := range depth {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), p)
+	}
+}

@@ -1,0 +1,243 @@
+// Package app is passerelle's composition root: it builds the store, the transport, the pipelines,
+// the webhook server and the admin server from a Config, runs them, and shuts them down in order.
+// cmd/passerelle and the end-to-end tests build the daemon the same way, through New.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/pipelines"
+)
+
+// handlerTimeout bounds one handler run; the consumers' AckWait is larger so a slow run is never
+// redelivered while it still runs.
+const (
+	handlerTimeout = 90 * time.Second
+	ackWait        = 2 * time.Minute
+)
+
+// App is a built daemon.
+type App struct {
+	Cfg      config.Config
+	Log      *slog.Logger
+	Registry *prometheus.Registry
+	Store    *store.Store
+	Broker   *broker.Broker
+	Pub      *broker.Publisher
+	Router   *message.Router
+	DLQ      *pipelines.DeadLetters
+
+	httpLn, adminLn net.Listener
+	httpSrv         *http.Server
+	adminSrv        *http.Server
+	closers         []func() error
+}
+
+// New builds the daemon: nothing runs until Run.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
+	a := &App{Cfg: cfg, Log: log, Registry: prometheus.NewRegistry()}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	now := time.Now
+
+	dsn := cfg.StoreDSN
+	if dsn == "" {
+		dsn = filepath.Join(cfg.DataDir, "passerelle.db")
+	}
+	if a.Store, err = store.Open(ctx, dsn); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	a.closers = append(a.closers, a.Store.Close)
+
+	if a.Broker, err = broker.Open(ctx, broker.Config{
+		URL: cfg.NATS.URL, DataDir: cfg.DataDir, Listen: cfg.NATS.Listen, SyncInterval: cfg.NATS.SyncInterval,
+		Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, MaxAge: cfg.NATS.MaxAge, MaxBytes: cfg.NATS.MaxBytes,
+		DuplicateWindow: cfg.NATS.DuplicateWindow,
+	}, log, broker.NewMetrics(a.Registry)); err != nil {
+		return nil, fmt.Errorf("open transport: %w", err)
+	}
+	a.closers = append(a.closers, a.Broker.Close)
+	if a.Pub, err = a.Broker.NewPublisher(); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Pub.Close)
+
+	metrics := pipelines.NewMetrics(a.Registry)
+	// Watermill narrates every subscriber start and stop at info: keep that for debug.
+	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
+	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout}, a.Pub, metrics, wlog); err != nil {
+		return nil, err
+	}
+	w := pipelines.Wiring{
+		Router: a.Router, Pub: a.Pub, Metrics: metrics, Log: log, Now: now,
+		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
+			return a.Broker.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
+				AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},
+			}, wlog)
+		},
+	}
+	httpMetrics := httpclient.NewMetrics(a.Registry)
+	disabled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "passerelle", Name: "endpoints_disabled_total",
+		Help: "Sink endpoints disabled after answering 410 Gone, by sink.",
+	}, []string{"sink"})
+	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store))
+
+	var sink *pipelines.CRMSink
+	if len(cfg.CRM.URLs) > 0 {
+		client, err := crm.New(crm.Config{Secret: cfg.CRM.Secret, Timeout: cfg.CRM.Timeout}, httpMetrics)
+		if err != nil {
+			return nil, fmt.Errorf("crm: %w", err)
+		}
+		format, err := crm.ParseFormat(cfg.CRM.Format)
+		if err != nil {
+			return nil, err
+		}
+		sink = &pipelines.CRMSink{
+			Sender: client, Endpoints: cfg.CRM.URLs, Format: format, Store: a.Store,
+			MaxAttempts: cfg.CRM.MaxAttempts, MaxAge: cfg.CRM.MaxAge, Disabled: disabled, Log: log, Now: now,
+		}
+	}
+	if err := pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Store: a.Store, DedupeWindow: cfg.DedupeWindow, CRM: sink}); err != nil {
+		return nil, err
+	}
+	a.DLQ = &pipelines.DeadLetters{Store: a.Store, Deliveries: a.Store, Pub: a.Pub, Now: now}
+
+	webhooks := httpapi.NewWebhookMetrics(a.Registry)
+	mux := http.NewServeMux()
+	if cfg.IciFormation.Token != "" {
+		scheme, err := httpapi.ParseAuthScheme(cfg.IciFormation.Auth)
+		if err != nil {
+			return nil, err
+		}
+		ingest := &pipelines.LeadIngest{Pub: a.Pub, Metrics: metrics, Now: now}
+		metrics.Init(pipelines.PipelineLeads, "ingest")
+		mux.Handle("/webhooks/iciformation", webhooks.Instrument("iciformation", iciformation.NewHandler(iciformation.HandlerConfig{
+			Auth: httpapi.TokenAuth{Scheme: scheme, Token: cfg.IciFormation.Token}, Logger: log.With("source", "iciformation"),
+		}, ingest)))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
+	})
+	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+
+	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("listen PASSERELLE_HTTP_ADDR %s: %w", cfg.HTTPAddr, err)
+	}
+	a.closers = append(a.closers, func() error { return ignoreClosed(a.httpLn.Close()) })
+	if a.adminLn, err = net.Listen("tcp", cfg.AdminAddr); err != nil {
+		return nil, fmt.Errorf("listen PASSERELLE_ADMIN_ADDR %s: %w", cfg.AdminAddr, err)
+	}
+	a.closers = append(a.closers, func() error { return ignoreClosed(a.adminLn.Close()) })
+	return a, nil
+}
+
+// HTTPAddr is where the webhooks listen (useful with port 0).
+func (a *App) HTTPAddr() string { return a.httpLn.Addr().String() }
+
+// AdminAddr is where /metrics and the admin API listen.
+func (a *App) AdminAddr() string { return a.adminLn.Addr().String() }
+
+// Run serves until ctx is done, then shuts down within the configured timeout: stop accepting
+// webhooks, let handlers finish, close the transport and the store.
+func (a *App) Run(ctx context.Context) error {
+	errc := make(chan error, 3)
+	var wg sync.WaitGroup
+	serve := func(name string, srv *http.Server, ln net.Listener) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", name, err)
+			}
+		}()
+	}
+	routerCtx, stopRouter := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopRouter()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := a.Router.Run(routerCtx); err != nil {
+			errc <- fmt.Errorf("router: %w", err)
+		}
+	}()
+	select {
+	case <-a.Router.Running():
+	case err := <-errc:
+		a.close()
+		return err
+	}
+	serve("admin", a.adminSrv, a.adminLn)
+	serve("webhook", a.httpSrv, a.httpLn)
+	a.Log.Info("passerelle running", "http_addr", a.HTTPAddr(), "admin_addr", a.AdminAddr(), "transport", transportName(a.Cfg), "store", a.Store.Dialect())
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.Log.Info("shutting down", "timeout", a.Cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownTimeout)
+	defer cancel()
+	// Webhooks first: a request in flight finishes its publish and gets its answer.
+	if err := a.httpSrv.Shutdown(sctx); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("webhook server shutdown: %w", err))
+	}
+	if err := a.Router.Close(); err != nil {
+		runErr = errors.Join(runErr, fmt.Errorf("router close: %w", err))
+	}
+	stopRouter()
+	_ = a.adminSrv.Shutdown(sctx)
+	a.close()
+	wg.Wait()
+	a.Log.Info("stopped")
+	return runErr
+}
+
+func (a *App) close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		if err := a.closers[i](); err != nil {
+			a.Log.Warn("close", "error", err)
+		}
+	}
+	a.closers = nil
+}
+
+func transportName(cfg config.Config) string {
+	if cfg.NATS.URL == "" {
+		return "embedded"
+	}
+	return "external"
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, net.ErrClosed) {
+		return nil
+	}
+	return err
+}

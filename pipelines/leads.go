@@ -1,0 +1,245 @@
+package pipelines
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/internal/redact"
+	"github.com/passerelle/passerelle/transforms"
+)
+
+// Topics of the leads pipeline: the webhook publishes what it received, the normalize stage drops
+// duplicates and publishes normalised leads, the CRM sink delivers them.
+const (
+	PipelineLeads        = "leads"
+	TopicLeadsReceived   = "leads.received"
+	TopicLeadsNormalized = "leads.normalized"
+	dedupeScopeLeads     = "leads"
+	metaDedupeKey        = "dedupe_key"
+)
+
+// ContextPublisher publishes and returns once the broker holds the messages.
+type ContextPublisher interface {
+	PublishContext(ctx context.Context, topic string, msgs ...*message.Message) error
+}
+
+// SubscriberFactory returns a subscriber on a durable consumer of topic.
+type SubscriberFactory func(ctx context.Context, durable, topic string) (message.Subscriber, error)
+
+// DedupeStore remembers which leads were already forwarded.
+type DedupeStore interface {
+	SeenKey(ctx context.Context, scope, key string, since time.Time) (eventID string, seen bool, err error)
+	CommitKey(ctx context.Context, scope, key, eventID string, at time.Time) error
+}
+
+// ReceivedLead is the payload of leads.received: the lead as the source gave it, so a replay runs
+// the same normalisation again.
+type ReceivedLead struct {
+	EventID    string               `json:"event_id"`
+	ReceivedAt time.Time            `json:"received_at"`
+	Input      transforms.LeadInput `json:"input"`
+}
+
+// LeadIngest accepts leads from the Ici Formation webhook: it validates them and returns only once
+// the lead is durably published, which is when the webhook may answer 200.
+type LeadIngest struct {
+	Pub     ContextPublisher
+	Metrics *Metrics
+	Now     func() time.Time
+}
+
+// AcceptLead implements iciformation.Acceptor.
+func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error {
+	start := time.Now()
+	in.Metrics.Count(PipelineLeads, "ingest", OutcomeIn, 1)
+	msg, err := in.message(l)
+	if err == nil {
+		err = in.Pub.PublishContext(ctx, TopicLeadsReceived, msg)
+	}
+	in.Metrics.Observe(PipelineLeads, "ingest", time.Since(start))
+	if err != nil {
+		in.Metrics.Count(PipelineLeads, "ingest", OutcomeFailed, 1)
+		return err
+	}
+	in.Metrics.Count(PipelineLeads, "ingest", OutcomeOut, 1)
+	return nil
+}
+
+func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
+	now := in.Now().UTC()
+	input := leadInput(l)
+	// Reject now what the normalize stage would reject, so the partner hears about it.
+	lead, err := transforms.NormalizeLead(input, now)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", iciformation.ErrInvalidLead, err)
+	}
+	payload, err := json.Marshal(ReceivedLead{EventID: lead.EventID, ReceivedAt: now, Input: input})
+	if err != nil {
+		return nil, fmt.Errorf("encode lead: %w", err)
+	}
+	msg := message.NewMessage(lead.EventID, payload)
+	setMeta(msg, lead.EventID, PipelineLeads, input.Source, now)
+	return msg, nil
+}
+
+func leadInput(l iciformation.Lead) transforms.LeadInput {
+	return transforms.LeadInput{
+		Source: "iciformation", LastName: l.Nom, FirstName: l.Prenom, Title: l.Civilite,
+		Phone: l.Tel, Email: l.Email, City: l.Ville, PostalCode: l.CodePostal,
+		Course: l.Formation, CallbackTime: l.HoraireRappel, Status: l.Statut,
+		Company: l.Client, ClientID: l.IDClient, Raw: l.Raw,
+	}
+}
+
+func setMeta(msg *message.Message, eventID, pipeline, source string, receivedAt time.Time) {
+	msg.Metadata.Set(MetaEventID, eventID)
+	msg.Metadata.Set(MetaPipeline, pipeline)
+	msg.Metadata.Set(MetaSource, source)
+	msg.Metadata.Set(MetaCorrelationID, eventID)
+	msg.Metadata.Set(MetaReceivedAt, receivedAt.UTC().Format(time.RFC3339Nano))
+}
+
+// LeadNormalizer is the leads.normalize stage.
+type LeadNormalizer struct {
+	Store   DedupeStore
+	Window  time.Duration
+	Metrics *Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// Handle normalises a received lead and drops it when another lead with the same contact,
+// formation and id_client was forwarded inside the window. The key is only read here; the CRM
+// stage commits it once the lead is delivered, so a failed delivery is never mistaken for a
+// duplicate on redelivery.
+func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error) {
+	var rl ReceivedLead
+	if err := json.Unmarshal(msg.Payload, &rl); err != nil {
+		return nil, Permanent(fmt.Errorf("decode received lead: %w", err))
+	}
+	lead, err := transforms.NormalizeLead(rl.Input, rl.ReceivedAt)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("normalise lead %s: %w", rl.EventID, err))
+	}
+	key := transforms.LeadDedupeKey(lead)
+	if n.Window > 0 {
+		prev, seen, err := n.Store.SeenKey(msg.Context(), dedupeScopeLeads, key, n.Now().Add(-n.Window))
+		if err != nil {
+			return nil, fmt.Errorf("dedupe lookup: %w", err)
+		}
+		// The same event again (a redelivery or a replay) passes: receivers recognise its id.
+		if seen && prev != lead.EventID {
+			markDuplicate(msg)
+			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", redact.Hash(key))
+			return nil, nil
+		}
+	}
+	payload, err := json.Marshal(lead)
+	if err != nil {
+		return nil, Permanent(fmt.Errorf("encode lead: %w", err))
+	}
+	out := message.NewMessage(lead.EventID, payload)
+	out.Metadata = copyMeta(msg.Metadata)
+	out.Metadata.Set(metaDedupeKey, key)
+	return []*message.Message{out}, nil
+}
+
+// LeadEvent turns a normalised lead into the CRM event of the lead.created type.
+func LeadEvent(payload []byte) (Event, error) {
+	var lead transforms.Lead
+	if err := json.Unmarshal(payload, &lead); err != nil {
+		return Event{}, fmt.Errorf("decode lead: %w", err)
+	}
+	return Event{
+		Type: "lead.created", ID: lead.EventID, Source: lead.Source, OccurredAt: lead.ReceivedAt,
+		Data: payload, HubSpot: transforms.LeadHubSpotProperties(lead),
+	}, nil
+}
+
+// commitLeadKey records the dedupe key once the lead reached every endpoint.
+func commitLeadKey(store DedupeStore) func(ctx context.Context, msg *message.Message, now time.Time) error {
+	return func(ctx context.Context, msg *message.Message, now time.Time) error {
+		key := msg.Metadata.Get(metaDedupeKey)
+		if key == "" {
+			return nil
+		}
+		if err := store.CommitKey(ctx, dedupeScopeLeads, key, msg.Metadata.Get(MetaEventID), now); err != nil {
+			return fmt.Errorf("commit dedupe key: %w", err)
+		}
+		return nil
+	}
+}
+
+var errNoEndpoints = errors.New("no CRM endpoint configured")
+
+// Wiring is what every pipeline needs to add its handlers.
+type Wiring struct {
+	Router    *message.Router
+	Subscribe SubscriberFactory
+	Pub       message.Publisher
+	Metrics   *Metrics
+	Log       *slog.Logger
+	Now       func() time.Time
+}
+
+func (w Wiring) handler(ctx context.Context, name, from, to string, h message.HandlerFunc) error {
+	durable := durableName(name)
+	sub, err := w.Subscribe(ctx, durable, from)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	p, s := splitHandler(name)
+	w.Metrics.Init(p, s)
+	if to == "" {
+		w.Router.AddConsumerHandler(name, from, sub, func(m *message.Message) error { _, err := h(m); return err })
+		return nil
+	}
+	w.Router.AddHandler(name, from, sub, to, w.Pub, h)
+	return nil
+}
+
+// durableName derives a consumer name from a handler name; consumer names may not hold dots.
+func durableName(handler string) string {
+	b := []byte(handler)
+	for i, c := range b {
+		if c == '.' {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+// LeadsConfig is the leads pipeline's own settings and collaborators.
+type LeadsConfig struct {
+	Store interface {
+		DedupeStore
+		DeliveryStore
+		DeadLetterStore
+	}
+	DedupeWindow time.Duration
+	CRM          *CRMSink // nil when no CRM endpoint is configured: normalised leads wait in their topic
+}
+
+// AddLeads adds the leads pipeline's handlers: normalize, crm and deadletter.
+func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
+	norm := &LeadNormalizer{Store: cfg.Store, Window: cfg.DedupeWindow, Metrics: w.Metrics, Log: w.Log, Now: w.Now}
+	if err := w.handler(ctx, "leads.normalize", TopicLeadsReceived, TopicLeadsNormalized, norm.Handle); err != nil {
+		return err
+	}
+	if cfg.CRM != nil {
+		cfg.CRM.ToEvent = LeadEvent
+		cfg.CRM.OnDelivered = commitLeadKey(cfg.Store)
+		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", cfg.CRM.Handle); err != nil {
+			return err
+		}
+	}
+	rec := &DeadLetterRecorder{Pipeline: PipelineLeads, Store: cfg.Store, Now: w.Now}
+	return w.handler(ctx, "leads.deadletter", DeadTopic(PipelineLeads), "", rec.Handle)
+}
