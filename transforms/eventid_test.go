@@ -1,0 +1,167 @@
+package transforms
+
+import (
+	"bytes"
+	"encoding/json"
+	"regexp"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCanonicalJSON(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		raw  string
+		want string // "" means an error
+	}{
+		{"sorted keys", `{"b":1,"a":2}`, `{"a":2,"b":1}`},
+		{"whitespace", " {\n\t\"nom\" : \"Dupont\" ,\r\n \"tel\": \"0102030405\" }\n", `{"nom":"Dupont","tel":"0102030405"}`},
+		{"nested objects and arrays", `{"z":[{"y":1,"x":2},[]],"a":{}}`, `{"a":{},"z":[{"x":2,"y":1},[]]}`},
+		{"numbers as written", `{"tel":102030405,"p":2.50,"e":1E3,"n":-0,"big":12345678901234567890}`, `{"big":12345678901234567890,"e":1E3,"n":-0,"p":2.50,"tel":102030405}`},
+		{"escapes normalised", `{"ville":"Saint-\u00c9tienne","s":"\/"}`, `{"s":"/","ville":"Saint-Étienne"}`},
+		{"HTML characters kept", `{"formation":"<Compta & Gestion>"}`, `{"formation":"<Compta & Gestion>"}`},
+		{"duplicate key keeps the last", `{"a":1,"a":2}`, `{"a":2}`},
+		{"null and booleans", `{"email":null,"ok":true,"ko":false}`, `{"email":null,"ko":false,"ok":true}`},
+		{"scalar", `"x"`, `"x"`},
+		{"array", `[3,1,2]`, `[3,1,2]`},
+
+		{"empty", ``, ""},
+		{"blank", `  `, ""},
+		{"truncated", `{"a":`, ""},
+		{"trailing value", `{"a":1}{"b":2}`, ""},
+		{"trailing garbage", `{"a":1} x`, ""},
+		{"trailing bracket", `{"a":1}]`, ""},
+		{"single quotes", `{'a':1}`, ""},
+		{"NaN", `{"a":NaN}`, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := CanonicalJSON([]byte(tt.raw))
+			if tt.want == "" {
+				require.Error(t, err, "CanonicalJSON(%q) = %q", tt.raw, got)
+				return
+			}
+			require.NoError(t, err, "CanonicalJSON(%q)", tt.raw)
+			require.Equal(t, tt.want, string(got), "CanonicalJSON(%q)", tt.raw)
+		})
+	}
+}
+
+func FuzzCanonicalJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"b":1,"a":[1,2.50,"x"]}`, `{"nom":"Dupont","tel":102030405,"extra":{"z":null,"y":true}}`,
+		`[]`, `"é\u00e9"`, `1e-7`, `{"a":1,"a":2}`, `{"<":">&"}`, "\"\xff\"", ``, `{`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		got, err := CanonicalJSON(raw)
+		if err != nil {
+			return
+		}
+		if !json.Valid(got) {
+			t.Fatalf("CanonicalJSON(%q) = %q, not valid JSON", raw, got)
+		}
+		again, err := CanonicalJSON(got)
+		if err != nil || !bytes.Equal(again, got) {
+			t.Fatalf("CanonicalJSON(%q) = %q, but again %q, %v", raw, got, again, err)
+		}
+		// Layout must not matter: the indented input canonicalises the same.
+		var indented bytes.Buffer
+		if json.Indent(&indented, raw, "", "  ") == nil {
+			viaIndent, err := CanonicalJSON(indented.Bytes())
+			if err != nil || !bytes.Equal(viaIndent, got) {
+				t.Fatalf("CanonicalJSON of %q indented = %q, %v; want %q", raw, viaIndent, err, got)
+			}
+		}
+	})
+}
+
+var eventIDPattern = regexp.MustCompile(`^iciformation_[a-z2-7]{26}$`)
+
+func TestEventID(t *testing.T) {
+	t.Parallel()
+	seed := `{"nom":"Dupont","prenom":"Jean","civilite":"M.","tel":"0102030405","email":"jean.dupont@example.fr",` +
+		`"ville":"paris","code_postal":"75001","formation":"Comptabilité","horaire_rappel":"après-midi",` +
+		`"statut":"prospect","client":"Passerelle SAS","id_client":"42"}`
+	reordered := "{\n  \"id_client\": \"42\", \"client\": \"Passerelle SAS\", \"statut\": \"prospect\",\n" +
+		"  \"horaire_rappel\": \"après-midi\", \"formation\": \"Comptabilit\\u00e9\", \"code_postal\": \"75001\",\n" +
+		"  \"ville\": \"paris\", \"email\": \"jean.dupont@example.fr\", \"tel\": \"0102030405\",\n" +
+		"  \"civilite\": \"M.\", \"prenom\": \"Jean\", \"nom\": \"Dupont\"\n}\n"
+
+	tests := []struct {
+		name   string
+		source string
+		raw    string
+		want   string
+	}{
+		// Expected values computed outside Go: any change here changes every
+		// stored id, so it must be deliberate.
+		{"known value", "iciformation", `{"b":1,"a":[1,2.50,"x"]}`, "iciformation_lb7sc5w47d6ltfwgtpc3hmw77g"},
+		{"seed lead", "iciformation", seed, "iciformation_sitmgt2qb4pl2b5mw57lxk72ge"},
+		{"same lead, other order and layout", "iciformation", reordered, "iciformation_sitmgt2qb4pl2b5mw57lxk72ge"},
+		{"not JSON is hashed as is", "iciformation", "not json", "iciformation_5wn4ahu346d36ek7tunytnjpdw"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			got := EventID(tt.source, []byte(tt.raw))
+			require.Equal(t, tt.want, got)
+			require.Regexp(t, eventIDPattern, got)
+		})
+	}
+
+	t.Run("differs by source and content", func(t *testing.T) {
+		t.Parallel()
+		base := EventID("iciformation", []byte(seed))
+		require.NotEqual(t, base[len("iciformation_"):], EventID("simplebo", []byte(seed))[len("simplebo_"):])
+		require.NotEqual(t, base, EventID("iciformation", []byte(`{"nom":"Dupont"}`)))
+		require.NotEqual(t, base, EventID("iciformation", []byte(`{"b":1,"a":[1,2.5,"x"]}`)), "numbers are kept as written")
+	})
+}
+
+func TestLeadDedupeKey(t *testing.T) {
+	t.Parallel()
+	base := Lead{Email: "jean.dupont@example.fr", Phone: "+33612345678", Course: "Comptabilité", ClientID: "42"}
+	want := "a4ecae51a4cb61007962f61661b5400a162ba39dda4a256885e605f6399211e6" // computed outside Go
+	require.Equal(t, want, LeadDedupeKey(base))
+
+	same := []struct {
+		name string
+		edit func(*Lead)
+	}{
+		{"other phone when there is an email", func(l *Lead) { l.Phone = "+33712345678" }},
+		{"course case and spaces", func(l *Lead) { l.Course = "  COMPTABILITÉ " }},
+		{"client id spaces", func(l *Lead) { l.ClientID = " 42 " }},
+		{"other fields", func(l *Lead) { l.LastName, l.EventID, l.City = "Durand", "x", "lyon" }},
+	}
+	for _, tt := range same {
+		l := base
+		tt.edit(&l)
+		require.Equal(t, want, LeadDedupeKey(l), tt.name)
+	}
+
+	differ := []struct {
+		name string
+		edit func(*Lead)
+	}{
+		{"other email", func(l *Lead) { l.Email = "marie@example.fr" }},
+		{"no email: keyed on phone", func(l *Lead) { l.Email = "" }},
+		{"other course", func(l *Lead) { l.Course = "Paie" }},
+		{"other client", func(l *Lead) { l.ClientID = "43" }},
+		{"parts cannot shift", func(l *Lead) { l.Course, l.ClientID = "comptabilité\x0042", "" }},
+	}
+	for _, tt := range differ {
+		l := base
+		tt.edit(&l)
+		require.NotEqual(t, want, LeadDedupeKey(l), tt.name)
+	}
+
+	byPhone := Lead{Phone: "+33612345678", Course: "Paie", ClientID: "42"}
+	require.Equal(t, LeadDedupeKey(byPhone), LeadDedupeKey(Lead{Phone: "+33612345678", Course: " paie", ClientID: "42"}))
+	require.Regexp(t, `^[0-9a-f]{64}$`, LeadDedupeKey(byPhone))
+	require.NotContains(t, LeadDedupeKey(base), "jean")
+}

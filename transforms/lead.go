@@ -1,0 +1,112 @@
+package transforms
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// LeadInput is a lead as a source received it, each field already flattened to a string.
+type LeadInput struct {
+	Source                         string          // "iciformation"
+	LastName, FirstName, Title     string          // nom, prenom, civilite
+	Phone, Email, City, PostalCode string          // tel, email, ville, code_postal
+	Course, CallbackTime, Status   string          // formation, horaire_rappel, statut
+	Company, ClientID              string          // client, id_client
+	Raw                            json.RawMessage // the JSON object as received (unknown fields included)
+}
+
+// Lead is a normalised lead; JSON tags snake_case, omitempty where empty.
+type Lead struct {
+	EventID       string          `json:"event_id"`
+	Source        string          `json:"source"`
+	LastName      string          `json:"last_name,omitempty"`
+	FirstName     string          `json:"first_name,omitempty"`
+	Title         string          `json:"title,omitempty"` // TitleM, TitleMme, or "" when unknown
+	Email         string          `json:"email,omitempty"`
+	Phone         string          `json:"phone,omitempty"`     // E.164
+	PhoneRaw      string          `json:"phone_raw,omitempty"` // as received
+	City          string          `json:"city,omitempty"`      // lower-case
+	PostalCode    string          `json:"postal_code,omitempty"`
+	PostalCodeRaw string          `json:"postal_code_raw,omitempty"` // only when the raw one was invalid
+	Course        string          `json:"course,omitempty"`
+	CallbackTime  string          `json:"callback_time,omitempty"`
+	Status        string          `json:"status,omitempty"`
+	Company       string          `json:"company,omitempty"`
+	ClientID      string          `json:"client_id,omitempty"`
+	ReceivedAt    time.Time       `json:"received_at"`
+	Raw           json.RawMessage `json:"raw,omitempty"`
+}
+
+// ErrNoContact is wrapped by NormalizeLead when a lead has neither a valid
+// email nor a valid phone number: nobody could call it back.
+var ErrNoContact = errors.New("no valid email nor phone number")
+
+// The civilités a Lead carries.
+const (
+	TitleM   = "M."
+	TitleMme = "Mme"
+)
+
+// NormalizeTitle maps a civilité as people type it to TitleM or TitleMme, or
+// to "" when it is empty or unknown. Case and surrounding spaces are ignored.
+func NormalizeTitle(raw string) string {
+	switch strings.ToLower(strings.TrimSpace(raw)) {
+	case "m.", "m", "mr", "mr.", "monsieur":
+		return TitleM
+	case "mme", "mme.", "madame", "mlle", "mlle.", "mademoiselle":
+		return TitleMme
+	default:
+		return ""
+	}
+}
+
+// NormalizeLead turns a received lead into a Lead. Names are trimmed with
+// inner whitespace collapsed, the civilité goes through NormalizeTitle, the
+// city is lower-cased. An invalid email or phone is dropped, but when neither
+// is usable the error wraps ErrNoContact. An invalid postal code is never an
+// error: PostalCode stays empty and PostalCodeRaw keeps what was sent.
+// EventID is EventID(in.Source, in.Raw); Raw is kept only when it is valid
+// JSON, so that the Lead always marshals.
+func NormalizeLead(in LeadInput, receivedAt time.Time) (Lead, error) {
+	email, emailErr := NormalizeEmail(in.Email)
+	phone, phoneErr := NormalizePhone(in.Phone)
+	if emailErr != nil && phoneErr != nil {
+		// The reasons name no personal data, so the caller may log them.
+		return Lead{}, fmt.Errorf("normalize lead: %w (%w; %w)", ErrNoContact, emailErr, phoneErr)
+	}
+	l := Lead{
+		EventID:      EventID(in.Source, in.Raw),
+		Source:       in.Source,
+		LastName:     collapseSpaces(in.LastName),
+		FirstName:    collapseSpaces(in.FirstName),
+		Title:        NormalizeTitle(in.Title),
+		Email:        email,
+		Phone:        phone,
+		PhoneRaw:     in.Phone,
+		City:         strings.ToLower(collapseSpaces(in.City)),
+		Course:       strings.TrimSpace(in.Course),
+		CallbackTime: strings.TrimSpace(in.CallbackTime),
+		Status:       strings.TrimSpace(in.Status),
+		Company:      strings.TrimSpace(in.Company),
+		ClientID:     strings.TrimSpace(in.ClientID),
+		ReceivedAt:   receivedAt,
+	}
+	if pc, err := NormalizePostalCode(in.PostalCode); err == nil {
+		l.PostalCode = pc
+	} else {
+		l.PostalCodeRaw = in.PostalCode
+	}
+	if json.Valid(in.Raw) {
+		l.Raw = bytes.Clone(in.Raw) // the caller may reuse its buffer
+	}
+	return l, nil
+}
+
+// collapseSpaces trims s and turns each run of inner whitespace into one space.
+func collapseSpaces(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
