@@ -234,9 +234,9 @@ func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
 		return err
 	}
 	if cfg.CRM != nil {
-		cfg.CRM.ToEvent = LeadEvent
-		cfg.CRM.OnDelivered = commitLeadKey(cfg.Store)
-		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", cfg.CRM.Handle); err != nil {
+		c := *cfg.CRM
+		c.ToEvent, c.OnDelivered = LeadEvent, commitLeadKey(cfg.Store)
+		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", c.Handle); err != nil {
 			return err
 		}
 	}

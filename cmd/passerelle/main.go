@@ -54,6 +54,9 @@ commands:
   check-config              print the effective configuration (secrets masked) and which connectors are on
   dlq list [--all] [--pipeline P]   list dead letters (pending only unless --all)
   dlq retry <id>|--all      re-drive dead letters through their pipeline
+  billing run [--period YYYY-MM] [--dry-run] [--force]   build and upload the file of clients to bill
+  billing status            uploaded and pending periods
+  shopapp create|delete|reactivate|add-prestations|cancel-prestation   provisioning (see shopapp -h)
   endpoints list            list sink endpoints disabled after a 410 Gone
   endpoints enable <id>     re-enable a disabled endpoint
   config-table              print the README's configuration table
@@ -74,6 +77,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return dlq(ctx, rest, stdout)
 	case "endpoints":
 		return endpoints(ctx, rest, stdout)
+	case "billing":
+		return billing(ctx, rest, stdout)
+	case "shopapp":
+		return shopappCmd(ctx, rest, stdout)
 	case "config-table":
 		return configTable(stdout)
 	case "version":

@@ -12,6 +12,8 @@ import (
 
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // adminHandler serves /metrics, the probes, and the admin API the CLI's dlq and endpoints
@@ -102,10 +104,53 @@ func (a *App) adminHandler() http.Handler {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"enabled": req.Endpoint})
 	})
+	mux.HandleFunc("POST /admin/billing/run", func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			Period string `json:"period"`
+			DryRun bool   `json:"dry_run"`
+			Force  bool   `json:"force"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
+			httpapi.WriteError(w, http.StatusBadRequest, `want {"period": "YYYY-MM", "dry_run": false, "force": false}`)
+			return
+		}
+		p, err := transforms.ParsePeriod(req.Period)
+		if err != nil {
+			httpapi.WriteError(w, http.StatusBadRequest, "period: "+err.Error())
+			return
+		}
+		rep, err := a.Billing.Run(r.Context(), p, pipelines.RunOptions{DryRun: req.DryRun, Force: req.Force})
+		if err != nil {
+			status := http.StatusBadGateway
+			if errors.Is(err, pipelines.ErrUploadsOff) {
+				status = http.StatusConflict
+			}
+			httpapi.WriteError(w, status, err.Error())
+			return
+		}
+		httpapi.WriteJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("GET /admin/billing", func(w http.ResponseWriter, r *http.Request) {
+		ups, err := a.Store.Uploads(r.Context())
+		if err == nil {
+			var pending []store.PendingRun
+			if pending, err = a.Store.BillingPending(r.Context()); err == nil {
+				httpapi.WriteJSON(w, http.StatusOK, BillingStatus{Uploads: ups, Pending: pending})
+				return
+			}
+		}
+		httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
 	return mux
+}
+
+// BillingStatus is what `passerelle billing status` shows.
+type BillingStatus struct {
+	Uploads []store.Upload     `json:"uploads"`
+	Pending []store.PendingRun `json:"pending"`
 }
 
 // DeadLetterView is one dead letter as the admin API shows it: no payload, which holds personal data.

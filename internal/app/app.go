@@ -21,6 +21,7 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/crm"
 	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/shopapp"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/httpapi"
@@ -29,12 +30,9 @@ import (
 	"github.com/passerelle/passerelle/pipelines"
 )
 
-// handlerTimeout bounds one handler run; the consumers' AckWait is larger so a slow run is never
-// redelivered while it still runs.
-const (
-	handlerTimeout = 90 * time.Second
-	ackWait        = 2 * time.Minute
-)
+// maxHandlerTimeout bounds one handler run; a run also times out at 3/4 of the consumers' AckWait
+// (PASSERELLE_ACK_WAIT), so a slow run is never redelivered while it still runs.
+const maxHandlerTimeout = 90 * time.Second
 
 // App is a built daemon.
 type App struct {
@@ -46,6 +44,11 @@ type App struct {
 	Pub      *broker.Publisher
 	Router   *message.Router
 	DLQ      *pipelines.DeadLetters
+	ShopApp  *shopapp.Client // nil when PASSERELLE_SHOPAPP_URL is empty
+	Poller   *pipelines.ShopAppPoller
+	Billing  *pipelines.Billing
+
+	background []func(ctx context.Context)
 
 	httpLn, adminLn net.Listener
 	httpSrv         *http.Server
@@ -64,11 +67,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	now := time.Now
 
-	dsn := cfg.StoreDSN
-	if dsn == "" {
-		dsn = filepath.Join(cfg.DataDir, "passerelle.db")
-	}
-	if a.Store, err = store.Open(ctx, dsn); err != nil {
+	if a.Store, err = store.Open(ctx, StoreDSN(cfg)); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	a.closers = append(a.closers, a.Store.Close)
@@ -86,6 +85,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.closers = append(a.closers, a.Pub.Close)
 
+	ackWait := cfg.AckWait
+	if ackWait <= 0 {
+		ackWait = 2 * time.Minute
+	}
+	handlerTimeout := min(maxHandlerTimeout, ackWait*3/4)
 	metrics := pipelines.NewMetrics(a.Registry)
 	// Watermill narrates every subscriber start and stop at info: keep that for debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
@@ -126,6 +130,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		return nil, err
 	}
 	a.DLQ = &pipelines.DeadLetters{Store: a.Store, Deliveries: a.Store, Pub: a.Pub, Now: now}
+
+	if err := a.buildShopAppAndBilling(ctx, w, sink, httpMetrics); err != nil {
+		return nil, err
+	}
 
 	webhooks := httpapi.NewWebhookMetrics(a.Registry)
 	mux := http.NewServeMux()
@@ -192,6 +200,12 @@ func (a *App) Run(ctx context.Context) error {
 		a.close()
 		return err
 	}
+	bgCtx, stopBackground := context.WithCancel(ctx)
+	var bg sync.WaitGroup
+	for _, f := range a.background {
+		bg.Add(1)
+		go func() { defer bg.Done(); f(bgCtx) }()
+	}
 	serve("admin", a.adminSrv, a.adminLn)
 	serve("webhook", a.httpSrv, a.httpLn)
 	a.Log.Info("passerelle running", "http_addr", a.HTTPAddr(), "admin_addr", a.AdminAddr(), "transport", transportName(a.Cfg), "store", a.Store.Dialect())
@@ -202,6 +216,8 @@ func (a *App) Run(ctx context.Context) error {
 	case runErr = <-errc:
 	}
 	a.Log.Info("shutting down", "timeout", a.Cfg.ShutdownTimeout)
+	stopBackground()
+	bg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownTimeout)
 	defer cancel()
 	// Webhooks first: a request in flight finishes its publish and gets its answer.
@@ -226,6 +242,14 @@ func (a *App) close() {
 		}
 	}
 	a.closers = nil
+}
+
+// StoreDSN is the configured store, SQLite under the data dir by default.
+func StoreDSN(cfg config.Config) string {
+	if cfg.StoreDSN != "" {
+		return cfg.StoreDSN
+	}
+	return filepath.Join(cfg.DataDir, "passerelle.db")
 }
 
 func transportName(cfg config.Config) string {

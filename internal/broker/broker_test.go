@@ -180,3 +180,25 @@ func deleteStream(t *testing.T, cfg Config) {
 	js, _ := nc.JetStream()
 	_ = js.DeleteStream(cfg.Stream)
 }
+
+// A stage's output keeps its input's event id: the broker must not take it for a duplicate.
+func TestSameIDOnAnotherTopicIsNotADuplicate(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, Config{DataDir: t.TempDir()}, slog.Default(), nil)
+	require.NoError(t, err)
+	defer b.Close()
+	pub, err := b.NewPublisher()
+	require.NoError(t, err)
+	defer pub.Close()
+	require.NoError(t, pub.Publish("things.in", message.NewMessage("evt-1", []byte("x"))))
+	require.NoError(t, pub.Publish("things.out", message.NewMessage("evt-1", []byte("y"))))
+	sub, err := b.NewSubscriber(ctx, "out_reader", "things.out", ConsumerConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer sub.Close()
+	ch, err := sub.Subscribe(ctx, "things.out")
+	require.NoError(t, err)
+	m := receive(t, ch)
+	require.Equal(t, "evt-1", m.UUID)
+	require.Equal(t, "y", string(m.Payload))
+	m.Ack()
+}

@@ -14,8 +14,9 @@ import (
 
 // Publisher publishes Watermill messages to JetStream asynchronously and waits for every ack, so
 // concurrent callers share the broker's round trips (many publishes in flight on one connection)
-// while each caller still returns only once its own messages are stored. The message UUID becomes
-// the Nats-Msg-Id, so a re-publish of the same event inside the duplicate window is dropped.
+// while each caller still returns only once its own messages are stored. The topic and message UUID
+// make the Nats-Msg-Id, so a re-publish of the same event to the same topic inside the duplicate
+// window is dropped.
 type Publisher struct {
 	b  *Broker
 	nc *nats.Conn
@@ -60,7 +61,9 @@ func (p *Publisher) PublishContext(ctx context.Context, topic string, msgs ...*m
 			nm.Header.Set(k, v)
 		}
 		nm.Data = m.Payload
-		f, err := p.js.PublishMsgAsync(nm, nats.MsgId(m.UUID))
+		// The stream holds every topic and dedupes ids across all of them: scope the id to the
+		// topic, or a stage's output (which keeps its input's event id) would be dropped.
+		f, err := p.js.PublishMsgAsync(nm, nats.MsgId(topic+"/"+m.UUID))
 		if err != nil {
 			err = fmt.Errorf("broker: publish to %s: %w", topic, err)
 			p.b.metrics.observePublish(topic, start, err)

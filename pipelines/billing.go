@@ -1,0 +1,483 @@
+package pipelines
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/robfig/cron/v3"
+
+	"github.com/passerelle/passerelle/connectors/sftp"
+	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/internal/frtime"
+	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/transforms"
+)
+
+// Topics and state of the billing pipeline.
+const (
+	PipelineBilling    = "billing"
+	TopicBillingEvents = "billing.events"
+	EventFileUploaded  = "billing.file_uploaded"
+
+	nsBillingLedger  = "billing.ledger"
+	nsShopAppClients = "shopapp.clients"
+)
+
+// StateStore is generic keyed state.
+type StateStore interface {
+	GetState(ctx context.Context, ns, key string) ([]byte, bool, error)
+	PutState(ctx context.Context, ns, key string, v []byte) error
+	ListState(ctx context.Context, ns string) (map[string][]byte, error)
+}
+
+// LedgerEntry is what the billing ledger knows of one interface.
+type LedgerEntry struct {
+	Key          string                        `json:"key"`
+	CreatedAt    time.Time                     `json:"created_at"`
+	Status       int                           `json:"status"`
+	AccessEndsAt *time.Time                    `json:"access_ends_at,omitempty"`
+	Prestations  map[string]PrestationSnapshot `json:"prestations"`
+}
+
+// BillingLedger is the billing.ledger stage: it applies Shop Application events to the ledger.
+// Applying the same event twice leaves the same state, so redeliveries are harmless.
+type BillingLedger struct {
+	Store StateStore
+}
+
+// Handle applies one shopapp event.
+func (l *BillingLedger) Handle(msg *message.Message) ([]*message.Message, error) {
+	var ev ShopAppEvent
+	if err := json.Unmarshal(msg.Payload, &ev); err != nil {
+		return nil, Permanent(fmt.Errorf("decode shopapp event: %w", err))
+	}
+	ctx := msg.Context()
+	var e LedgerEntry
+	raw, ok, err := l.Store.GetState(ctx, nsBillingLedger, ev.InterfaceKey)
+	if err != nil {
+		return nil, fmt.Errorf("read ledger: %w", err)
+	}
+	if ok {
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, Permanent(fmt.Errorf("decode ledger entry %s: %w", ev.InterfaceKey, err))
+		}
+	}
+	ApplyShopAppEvent(&e, ev)
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, err
+	}
+	if err := l.Store.PutState(ctx, nsBillingLedger, ev.InterfaceKey, b); err != nil {
+		return nil, fmt.Errorf("write ledger: %w", err)
+	}
+	return nil, nil
+}
+
+// ApplyShopAppEvent folds one event into a ledger entry.
+func ApplyShopAppEvent(e *LedgerEntry, ev ShopAppEvent) {
+	e.Key, e.CreatedAt, e.Status = ev.InterfaceKey, ev.CreatedAt, ev.Status
+	if e.Prestations == nil {
+		e.Prestations = map[string]PrestationSnapshot{}
+	}
+	switch ev.Status {
+	case int(shopapp.StatusDeactivated), int(shopapp.StatusDeleted):
+		cut := AccessCut(ev.DeletionAt, ev.ObservedAt)
+		e.AccessEndsAt = &cut
+	default:
+		e.AccessEndsAt = nil // active again (reactivated) or installing
+	}
+	if ev.Prestation != nil {
+		ref := ev.Prestation.Ref
+		if ref == "" {
+			ref = ev.Prestation.Code
+		}
+		e.Prestations[ref] = *ev.Prestation
+	}
+}
+
+// AccessCut is when a deactivated interface loses access: the 1st of the month after the deletion
+// request, which Shop Application makes 90 days before the scheduled deletion.
+func AccessCut(deletionAt *time.Time, observed time.Time) time.Time {
+	req := observed
+	if deletionAt != nil {
+		req = deletionAt.AddDate(0, 0, -90)
+	}
+	p := frtime.Paris()
+	r := req.In(p)
+	return time.Date(r.Year(), r.Month()+1, 1, 0, 0, 0, 0, p).UTC()
+}
+
+// CatalogueReader prices prestations.
+type CatalogueReader interface {
+	Prestation(ctx context.Context, code string) (shopapp.CatalogueEntry, error)
+}
+
+// FileUploader puts a file on the partner's SFTP server atomically.
+type FileUploader interface {
+	Upload(ctx context.Context, name string, data []byte) (sftp.Result, error)
+}
+
+// BillingStore is the billing ledger's state plus the upload records.
+type BillingStore interface {
+	StateStore
+	UploadFor(ctx context.Context, period string) (store.Upload, bool, error)
+	RecordUpload(ctx context.Context, u store.Upload) error
+	SetBillingPending(ctx context.Context, period, lastErr string, attempts int, at time.Time) error
+	ClearBillingPending(ctx context.Context, period string) error
+	BillingPending(ctx context.Context) ([]store.PendingRun, error)
+}
+
+// Billing builds and uploads the monthly file of clients to bill.
+type Billing struct {
+	Store     BillingStore
+	Catalogue CatalogueReader
+	Uploader  FileUploader // nil: uploads are off (dry runs still work)
+	Pub       ContextPublisher
+	CSV       transforms.CSVOptions
+	Dir       string
+	Metrics   *BillingMetrics
+	Log       *slog.Logger
+	Now       func() time.Time
+	// UploadAttempts and UploadBackoff bound the retries of one run on transient SFTP failures.
+	UploadAttempts int
+	UploadBackoff  time.Duration
+
+	mu sync.Mutex // one run at a time: the schedule, the retry loop and an operator may collide
+}
+
+// BillingMetrics measures billing runs.
+type BillingMetrics struct {
+	runs       *prometheus.CounterVec
+	rows       prometheus.Counter
+	lastUpload *prometheus.GaugeVec
+	pending    prometheus.Gauge
+}
+
+// NewBillingMetrics registers the billing metrics.
+func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
+	m := &BillingMetrics{
+		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "runs_total",
+			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, error)."}, []string{"outcome"}),
+		rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "rows_total",
+			Help: "Rows written to uploaded billing files."}),
+		lastUpload: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "last_upload_timestamp_seconds",
+			Help: "Unix time of the last successful upload, by period (YYYY-MM)."}, []string{"period"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "pending_periods",
+			Help: "Periods whose upload keeps failing and will be retried."}),
+	}
+	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error"} {
+		m.runs.WithLabelValues(o)
+	}
+	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending)
+	return m
+}
+
+// RunOptions are the operator's switches.
+type RunOptions struct {
+	DryRun bool // build the file, upload nothing, record nothing
+	Force  bool // upload even if the period was already uploaded
+}
+
+// Report says what a run did.
+type Report struct {
+	Period     string `json:"period"`
+	FileName   string `json:"file_name"`
+	RemotePath string `json:"remote_path,omitempty"`
+	Rows       int    `json:"rows"`
+	Bytes      int    `json:"bytes"`
+	SHA256     string `json:"sha256"`
+	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run
+	CSV        string `json:"csv,omitempty"`
+}
+
+// FileName is the partner's name for a period's file.
+func FileName(p transforms.Period) string { return "clients_a_facturer_" + p.String() + ".csv" }
+
+// Build renders the period's file from the ledger. The catalogue prices used are frozen per period
+// the first time it is built, so the same period always yields the same bytes.
+func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, int, error) {
+	ledger, err := b.Store.ListState(ctx, nsBillingLedger)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read ledger: %w", err)
+	}
+	clients, err := b.Store.ListState(ctx, nsShopAppClients)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read clients: %w", err)
+	}
+	ifaces := make([]transforms.BillableInterface, 0, len(ledger))
+	codes := map[string]bool{}
+	for key, raw := range ledger {
+		var e LedgerEntry
+		if err := json.Unmarshal(raw, &e); err != nil {
+			return nil, 0, fmt.Errorf("decode ledger entry %s: %w", key, err)
+		}
+		bi := transforms.BillableInterface{Key: key, Source: transforms.SourceShopApp, CreatedAt: e.CreatedAt,
+			AccessEndsAt: e.AccessEndsAt, Installing: e.Status == int(shopapp.StatusInstalling)}
+		if c, ok := clients[key]; ok {
+			var cu shopapp.Customer
+			if err := json.Unmarshal(c, &cu); err == nil {
+				bi.Company, bi.LastName, bi.FirstName, bi.Email = cu.Company, cu.LastName, cu.FirstName, cu.Email
+			}
+		}
+		for _, ps := range e.Prestations {
+			bi.Prestations = append(bi.Prestations, transforms.BillablePrestation{Code: ps.Code, UniqueRef: ps.Ref, OrderedAt: ps.OrderedAt, CancelledAt: ps.CancelledAt})
+			codes[ps.Code] = true
+		}
+		ifaces = append(ifaces, bi)
+	}
+	sort.Slice(ifaces, func(i, j int) bool { return ifaces[i].Key < ifaces[j].Key })
+	catalogue, err := b.catalogue(ctx, p, codes)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := transforms.BillingRows(p, frtime.Paris(), ifaces, catalogue)
+	if err != nil {
+		return nil, 0, fmt.Errorf("billing rows: %w", err)
+	}
+	data, err := transforms.EncodeBillingCSV(rows, b.CSV)
+	if err != nil {
+		return nil, 0, fmt.Errorf("encode billing file: %w", err)
+	}
+	return data, len(rows), nil
+}
+
+func (b *Billing) catalogue(ctx context.Context, p transforms.Period, codes map[string]bool) (map[string]transforms.CatalogueItem, error) {
+	ns := "billing.catalogue." + p.String()
+	frozen, err := b.Store.ListState(ctx, ns)
+	if err != nil {
+		return nil, fmt.Errorf("read frozen catalogue: %w", err)
+	}
+	out := make(map[string]transforms.CatalogueItem, len(codes))
+	for code := range codes {
+		if raw, ok := frozen[code]; ok {
+			var it transforms.CatalogueItem
+			if err := json.Unmarshal(raw, &it); err == nil {
+				out[code] = it
+				continue
+			}
+		}
+		if b.Catalogue == nil {
+			return nil, fmt.Errorf("price of %s unknown and no Shop Application client configured", code)
+		}
+		entry, err := b.Catalogue.Prestation(ctx, code)
+		if err != nil {
+			return nil, fmt.Errorf("catalogue %s: %w", code, err)
+		}
+		it := transforms.CatalogueItem{Code: code, Name: entry.Name, PriceCents: entry.PriceCents}
+		raw, _ := json.Marshal(it)
+		if err := b.Store.PutState(ctx, ns, code, raw); err != nil {
+			return nil, fmt.Errorf("freeze catalogue: %w", err)
+		}
+		out[code] = it
+	}
+	return out, nil
+}
+
+// ErrUploadsOff means no SFTP server is configured.
+var ErrUploadsOff = errors.New("no SFTP server configured (PASSERELLE_SFTP_ADDR): only --dry-run is possible")
+
+// Run builds the period's file and uploads it, unless it was already uploaded (without Force).
+func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) (Report, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	rep := Report{Period: p.String(), FileName: FileName(p)}
+	if !opt.DryRun && !opt.Force {
+		if u, ok, err := b.Store.UploadFor(ctx, p.String()); err != nil {
+			return rep, err
+		} else if ok {
+			rep.Outcome, rep.RemotePath, rep.Rows, rep.SHA256, rep.Bytes = "already_uploaded", u.RemotePath, u.Rows, u.SHA256, int(u.Bytes)
+			b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
+			return rep, nil
+		}
+	}
+	data, rows, err := b.Build(ctx, p)
+	if err != nil {
+		b.Metrics.runs.WithLabelValues("error").Inc()
+		return rep, err
+	}
+	sum := sha256.Sum256(data)
+	rep.Rows, rep.Bytes, rep.SHA256 = rows, len(data), hex.EncodeToString(sum[:])
+	if opt.DryRun {
+		rep.Outcome, rep.CSV = "dry_run", string(data)
+		b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
+		return rep, nil
+	}
+	if b.Uploader == nil {
+		return rep, ErrUploadsOff
+	}
+	res, err := b.upload(ctx, rep.FileName, data)
+	if err != nil {
+		b.Metrics.runs.WithLabelValues("error").Inc()
+		if perr := b.markPending(ctx, p, err); perr != nil {
+			err = errors.Join(err, perr)
+		}
+		return rep, fmt.Errorf("upload %s: %w", rep.FileName, err)
+	}
+	now := b.Now().UTC()
+	rep.RemotePath, rep.Outcome = res.RemotePath, "uploaded"
+	if err := b.Store.RecordUpload(ctx, store.Upload{Period: p.String(), RemotePath: res.RemotePath, SHA256: rep.SHA256, Rows: rows, Bytes: int64(len(data)), UploadedAt: now}); err != nil {
+		return rep, fmt.Errorf("record upload: %w", err)
+	}
+	if err := b.Store.ClearBillingPending(ctx, p.String()); err != nil {
+		return rep, fmt.Errorf("clear pending: %w", err)
+	}
+	b.refreshPending(ctx)
+	b.Metrics.runs.WithLabelValues("uploaded").Inc()
+	b.Metrics.rows.Add(float64(rows))
+	b.Metrics.lastUpload.WithLabelValues(p.String()).Set(float64(now.Unix()))
+	if b.Pub != nil {
+		id := "billing_" + p.String() + "_" + rep.SHA256[:16]
+		payload, _ := json.Marshal(map[string]any{"type": EventFileUploaded, "id": id, "period": p.String(), "remote_path": res.RemotePath,
+			"sha256": rep.SHA256, "rows": rows, "bytes": len(data), "uploaded_at": now})
+		msg := message.NewMessage(id, payload)
+		setMeta(msg, id, PipelineBilling, "billing", now)
+		if err := b.Pub.PublishContext(ctx, TopicBillingEvents, msg); err != nil {
+			return rep, fmt.Errorf("file uploaded but its event not published: %w", err)
+		}
+	}
+	b.Log.Info("billing file uploaded", "period", p.String(), "remote_path", res.RemotePath, "rows", rows, "bytes", len(data))
+	return rep, nil
+}
+
+func (b *Billing) upload(ctx context.Context, name string, data []byte) (sftp.Result, error) {
+	attempts, wait := max(b.UploadAttempts, 1), b.UploadBackoff
+	var err error
+	for i := range attempts {
+		var res sftp.Result
+		if res, err = b.Uploader.Upload(ctx, name, data); err == nil {
+			return res, nil
+		}
+		if !sftp.IsRetryable(err) || i == attempts-1 {
+			break
+		}
+		b.Log.Warn("billing upload failed, retrying", "file", name, "attempt", i+1, "error", err)
+		select {
+		case <-ctx.Done():
+			return sftp.Result{}, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait *= 2
+	}
+	return sftp.Result{}, err
+}
+
+func (b *Billing) markPending(ctx context.Context, p transforms.Period, cause error) error {
+	attempts := 1
+	runs, err := b.Store.BillingPending(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range runs {
+		if r.Period == p.String() {
+			attempts = r.Attempts + 1
+		}
+	}
+	if err := b.Store.SetBillingPending(ctx, p.String(), cause.Error(), attempts, b.Now()); err != nil {
+		return err
+	}
+	b.refreshPending(ctx)
+	return nil
+}
+
+func (b *Billing) refreshPending(ctx context.Context) {
+	if runs, err := b.Store.BillingPending(ctx); err == nil {
+		b.Metrics.pending.Set(float64(len(runs)))
+	}
+}
+
+// RetryPending re-runs every period whose upload failed.
+func (b *Billing) RetryPending(ctx context.Context) {
+	runs, err := b.Store.BillingPending(ctx)
+	if err != nil {
+		b.Log.Warn("billing: list pending runs", "error", err)
+		return
+	}
+	b.Metrics.pending.Set(float64(len(runs)))
+	for _, r := range runs {
+		p, err := transforms.ParsePeriod(r.Period)
+		if err != nil {
+			continue
+		}
+		if _, err := b.Run(ctx, p, RunOptions{}); err != nil {
+			b.Log.Warn("billing: pending period still failing", "period", r.Period, "error", err)
+		}
+	}
+}
+
+// Schedule runs the previous month's billing on the cron schedule (Europe/Paris) and retries
+// pending periods every retryEvery, until ctx is done.
+func (b *Billing) Schedule(ctx context.Context, spec string, retryEvery time.Duration) error {
+	c := cron.New(cron.WithLocation(frtime.Paris()))
+	if _, err := c.AddFunc(spec, func() {
+		p := PeriodOf(b.Now()).Previous()
+		if _, err := b.Run(ctx, p, RunOptions{}); err != nil {
+			b.Log.Error("scheduled billing run failed; the period stays pending", "period", p.String(), "error", err)
+		}
+	}); err != nil {
+		return fmt.Errorf("PASSERELLE_BILLING_SCHEDULE %q: %w", spec, err)
+	}
+	c.Start()
+	defer func() { <-c.Stop().Done() }()
+	t := time.NewTicker(retryEvery)
+	defer t.Stop()
+	b.refreshPending(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			b.RetryPending(ctx)
+		}
+	}
+}
+
+// ValidateSchedule checks a cron spec the way Schedule parses it.
+func ValidateSchedule(spec string) error {
+	_, err := cron.ParseStandard(strings.TrimSpace(spec))
+	return err
+}
+
+// PeriodOf is the month of t in Europe/Paris.
+func PeriodOf(t time.Time) transforms.Period {
+	pt := t.In(frtime.Paris())
+	return transforms.Period{Year: pt.Year(), Month: pt.Month()}
+}
+
+// BillingCRMEvent turns a billing.events payload into its CRM event.
+func BillingCRMEvent(payload []byte) (Event, error) {
+	var ev struct {
+		Type       string    `json:"type"`
+		ID         string    `json:"id"`
+		UploadedAt time.Time `json:"uploaded_at"`
+	}
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return Event{}, fmt.Errorf("decode billing event: %w", err)
+	}
+	return Event{Type: ev.Type, ID: ev.ID, Source: "billing", OccurredAt: ev.UploadedAt, Data: payload}, nil
+}
+
+// ClientRecorder keeps the client details of interfaces passerelle provisioned: Shop Application
+// does not return them, and the billing file needs them.
+type ClientRecorder interface {
+	PutState(ctx context.Context, ns, key string, v []byte) error
+}
+
+// RecordClient stores an interface's client details for the billing file.
+func RecordClient(ctx context.Context, s ClientRecorder, key string, c shopapp.Customer) error {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	return s.PutState(ctx, nsShopAppClients, key, b)
+}
