@@ -235,7 +235,7 @@ func (c *Client) callOnce(ctx context.Context, route string, path []string, body
 		return status, err
 	}
 	if tok, err = c.renewToken(ctx, tok.AccessToken, renewUnauthorized); err != nil {
-		return 0, err
+		return status, err
 	}
 	return c.exchange(ctx, route, path, nil, body, tok.AccessToken, out)
 }

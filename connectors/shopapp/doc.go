@@ -14,7 +14,8 @@
 //     field); the simulator also accepts a bare array;
 //   - creation is idempotent on guid, deletion of an interface already deactivated answers its
 //     existing date_suppression, and cancelling a prestation with no active occurrence left
-//     answers an empty list, so that a retried request does not fail;
+//     answers an empty list, so that a retried request does not fail; a reactivation is the
+//     exception, as the document has it: once done, asking again is a 400;
 //   - the token goes in the Authorization header; the client_id and client_secret in the query
 //     of GET /token, as the document shows.
 package shopapp

@@ -41,7 +41,7 @@ func start(t *testing.T, sc SimConfig, cc Config, m *Metrics) (*Simulator, *Clie
 	t.Helper()
 	sim, err := StartSimulator(sc)
 	require.NoError(t, err)
-	t.Cleanup(func() { _ = sim.Close() })
+	t.Cleanup(sim.Close)
 	cc.BaseURL, cc.ClientID, cc.ClientSecret = sim.URL(), sim.ClientID(), sim.ClientSecret()
 	if cc.Rate == 0 {
 		cc.Rate = -1
