@@ -79,6 +79,7 @@ type Broker struct {
 
 	mu    sync.Mutex
 	conns []*nats.Conn
+	subs  []*gatedSubscriber
 }
 
 // Open starts or connects to the server and makes sure the stream exists with the configured limits.
@@ -212,10 +213,22 @@ func (b *Broker) Pending(ctx context.Context, durable string) (uint64, error) {
 // closed first (the router does it) so in-flight acks reach the server.
 func (b *Broker) Close() error {
 	b.mu.Lock()
-	conns := b.conns
-	b.conns = nil
+	conns, subs := b.conns, b.subs
+	b.conns, b.subs = nil, nil
 	b.mu.Unlock()
+	// Subscribers first (a no-op for those already closed, a wait for those closing), so each
+	// drains its own connection and none finds it closed under it.
+	for _, s := range subs {
+		if err := s.Close(); err != nil {
+			b.log.Warn("broker: close subscriber", "error", err)
+		}
+	}
 	for _, c := range conns {
+		// A closed subscriber drains its connection in the background: let it finish (its last
+		// acks go out) rather than cut it short.
+		for deadline := time.Now().Add(5 * time.Second); c.IsDraining() && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
 		c.Close()
 	}
 	if b.srv != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
@@ -159,8 +160,9 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 	if err != nil {
 		return nil, err
 	}
+	g := &closeGate{inner: &wmnats.NATSMarshaler{}, release: make(chan struct{})}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
-		Unmarshaler:      &wmnats.NATSMarshaler{},
+		Unmarshaler:      g,
 		SubscribersCount: 1,
 		AckWaitTimeout:   cc.AckWait,
 		CloseTimeout:     30 * time.Second,
@@ -183,7 +185,119 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 		nc.Close()
 		return nil, fmt.Errorf("broker: subscriber %s: %w", durable, err)
 	}
-	return sub, nil
+	gs := newGatedSubscriber(sub, g)
+	b.mu.Lock()
+	b.subs = append(b.subs, gs)
+	b.mu.Unlock()
+	return gs, nil
+}
+
+// gatedSubscriber works around a race in watermill-nats v2.1.3: when its subscriber is closed, or
+// the context given to Subscribe is cancelled (the router cancels it as soon as it starts closing),
+// it closes its output channel while a NATS callback may still be about to send a message on it —
+// a data race, and a "send on closed channel" panic that kills the process during a graceful
+// shutdown whenever the callback's select polls that case first. So the library gets a context of
+// our own, and before that context is cancelled or the library's Close runs, the gate holds new
+// callbacks in Unmarshal and waits until those already past it have handed their message over. The
+// held callbacks are released once the library is closed, and find it closed: their messages are not
+// acked, and the broker redelivers them after AckWait, like any message in flight at shutdown.
+type gatedSubscriber struct {
+	sub    *wmnats.Subscriber
+	gate   *closeGate
+	ctx    context.Context // the library's, cancelled after the gate is shut
+	cancel context.CancelFunc
+	once   sync.Once
+	err    error
+}
+
+func newGatedSubscriber(sub *wmnats.Subscriber, g *closeGate) *gatedSubscriber {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &gatedSubscriber{sub: sub, gate: g, ctx: ctx, cancel: cancel}
+}
+
+func (s *gatedSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	in, err := s.sub.Subscribe(s.ctx, topic)
+	if err != nil {
+		return nil, err
+	}
+	go func() {
+		select {
+		case <-ctx.Done():
+			s.gate.shut(5 * time.Second)
+			s.cancel()
+		case <-s.ctx.Done():
+		}
+	}()
+	out := make(chan *message.Message)
+	go func() {
+		defer close(out)
+		for msg := range in {
+			s.gate.handedOver()
+			select {
+			case out <- msg:
+			case <-ctx.Done(): // not acked: redelivered after AckWait
+			}
+		}
+	}()
+	return out, nil
+}
+
+// Close closes the subscriber once; a concurrent or later call waits for the first one.
+func (s *gatedSubscriber) Close() error {
+	s.once.Do(func() {
+		s.gate.shut(5 * time.Second)
+		s.err = s.sub.Close()
+		s.cancel()
+		close(s.gate.release)
+	})
+	return s.err
+}
+
+// closeGate is the Unmarshaler of a gatedSubscriber: it counts the messages between Unmarshal and
+// the output channel, and holds new ones once the subscriber is closing.
+type closeGate struct {
+	inner    wmnats.Unmarshaler
+	mu       sync.Mutex
+	closing  bool
+	inflight int
+	release  chan struct{} // closed once the library's Close returned
+}
+
+func (g *closeGate) Unmarshal(m *nats.Msg) (*message.Message, error) {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		<-g.release
+		return g.inner.Unmarshal(m) // the closed subscriber drops it without sending it
+	}
+	g.inflight++
+	g.mu.Unlock()
+	msg, err := g.inner.Unmarshal(m)
+	if err != nil {
+		g.handedOver()
+	}
+	return msg, err
+}
+
+func (g *closeGate) handedOver() {
+	g.mu.Lock()
+	g.inflight--
+	g.mu.Unlock()
+}
+
+// shut holds new callbacks and waits (at most d) for the ones past Unmarshal to reach the output.
+func (g *closeGate) shut(d time.Duration) {
+	g.mu.Lock()
+	g.closing = true
+	g.mu.Unlock()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		g.mu.Lock()
+		n := g.inflight
+		g.mu.Unlock()
+		if n <= 0 {
+			return
+		}
+	}
 }
 
 // ExpDelay doubles the redelivery wait from Min up to Max. It never terminates a message:

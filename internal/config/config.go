@@ -32,6 +32,7 @@ type Config struct {
 	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW, default=24h" desc:"a lead with the same contact, formation and id_client inside this window is a duplicate"`
 	RedeliveryMin   time.Duration `env:"REDELIVERY_MIN, default=1s" desc:"first wait before a failed message is redelivered; doubles on each failure"`
 	RedeliveryMax   time.Duration `env:"REDELIVERY_MAX, default=5m" desc:"longest wait between two redeliveries of a failed message"`
+	AckWait         time.Duration `env:"ACK_WAIT, default=2m" desc:"how long the broker waits for a stage to acknowledge a message before redelivering it (messages in flight when the process died come back after this); a stage run times out at 3/4 of it, 90s at most"`
 
 	NATS         NATS         `env:", prefix=NATS_"`
 	IciFormation IciFormation `env:", prefix=ICIFORMATION_"`
@@ -174,6 +175,9 @@ func (c Config) Validate() error {
 	}
 	if c.RedeliveryMin <= 0 || c.RedeliveryMax < c.RedeliveryMin {
 		bad("REDELIVERY_MAX", "must be at least PASSERELLE_REDELIVERY_MIN, both positive")
+	}
+	if c.AckWait <= 0 {
+		bad("ACK_WAIT", "must be positive")
 	}
 	if c.DedupeWindow < 0 {
 		bad("DEDUPE_WINDOW", "must not be negative")
