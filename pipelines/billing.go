@@ -48,6 +48,9 @@ type LedgerEntry struct {
 	Status       int                           `json:"status"`
 	AccessEndsAt *time.Time                    `json:"access_ends_at,omitempty"`
 	Prestations  map[string]PrestationSnapshot `json:"prestations"`
+	// ObservedAt is the poll time of the latest event applied to the status: an older event
+	// redelivered late (after a nack) must not take the status back.
+	ObservedAt time.Time `json:"observed_at,omitzero"`
 }
 
 // BillingLedger is the billing.ledger stage: it applies Shop Application events to the ledger.
@@ -84,37 +87,55 @@ func (l *BillingLedger) Handle(msg *message.Message) ([]*message.Message, error)
 	return nil, nil
 }
 
-// ApplyShopAppEvent folds one event into a ledger entry.
+// ApplyShopAppEvent folds one event into a ledger entry. An event applied again, or an older one
+// redelivered late, takes nothing back: the status comes from the latest poll seen, an access cut
+// once known stays (the deletion request fixed it) until a reactivation, and a cancelled
+// occurrence stays cancelled.
 func ApplyShopAppEvent(e *LedgerEntry, ev ShopAppEvent) {
-	e.Key, e.CreatedAt, e.Status = ev.InterfaceKey, ev.CreatedAt, ev.Status
 	if e.Prestations == nil {
 		e.Prestations = map[string]PrestationSnapshot{}
 	}
-	switch ev.Status {
-	case int(shopapp.StatusDeactivated), int(shopapp.StatusDeleted):
-		cut := AccessCut(ev.DeletionAt, ev.ObservedAt)
-		e.AccessEndsAt = &cut
-	default:
-		e.AccessEndsAt = nil // active again (reactivated) or installing
+	if e.Key == "" || !ev.ObservedAt.Before(e.ObservedAt) {
+		e.Key, e.CreatedAt, e.Status, e.ObservedAt = ev.InterfaceKey, ev.CreatedAt, ev.Status, ev.ObservedAt
+		switch ev.Status {
+		case int(shopapp.StatusDeactivated), int(shopapp.StatusDeleted):
+			cut := AccessCut(ev.DeletionAt, ev.ObservedAt)
+			if e.AccessEndsAt != nil {
+				// Already deactivated: the cut was fixed by the deletion request. A deletion done
+				// before that cut only brings it forward.
+				cut = *e.AccessEndsAt
+				if ev.Status == int(shopapp.StatusDeleted) && ev.DeletionAt != nil && ev.DeletionAt.Before(cut) {
+					cut = *ev.DeletionAt
+				}
+			}
+			e.AccessEndsAt = &cut
+		default:
+			e.AccessEndsAt = nil // active again (reactivated) or installing
+		}
 	}
 	if ev.Prestation != nil {
 		ref := ev.Prestation.Ref
 		if ref == "" {
 			ref = ev.Prestation.Code
 		}
-		e.Prestations[ref] = *ev.Prestation
+		ps := *ev.Prestation
+		if was, ok := e.Prestations[ref]; ok && was.CancelledAt != nil && ps.CancelledAt == nil {
+			ps.CancelledAt = was.CancelledAt // a cancellation is never undone
+		}
+		e.Prestations[ref] = ps
 	}
 }
 
 // AccessCut is when a deactivated interface loses access: the 1st of the month after the deletion
 // request, which Shop Application makes 90 days before the scheduled deletion.
 func AccessCut(deletionAt *time.Time, observed time.Time) time.Time {
-	req := observed
-	if deletionAt != nil {
-		req = deletionAt.AddDate(0, 0, -90)
-	}
 	p := frtime.Paris()
-	r := req.In(p)
+	r := observed.In(p)
+	if deletionAt != nil {
+		// In Paris wall-clock days, as the partner counts them: in UTC, a request at 23:30 on the
+		// last day of a summer month, deleted in winter, would move to the next month.
+		r = deletionAt.In(p).AddDate(0, 0, -90)
+	}
 	return time.Date(r.Year(), r.Month()+1, 1, 0, 0, 0, 0, p).UTC()
 }
 

@@ -101,8 +101,9 @@ func (p *Provisioner) Execute(ctx context.Context, c ProvisionCommand) (any, err
 	}
 }
 
-// Handle is the shopapp.provision stage. A command the API refuses (400) is dead-lettered; a
-// server error or an outage is retried.
+// Handle is the shopapp.provision stage. A command the API refuses (400), or that the client
+// cannot even send (a key that is no path element), is dead-lettered; a server error or an outage
+// is retried.
 func (p *Provisioner) Handle(msg *message.Message) ([]*message.Message, error) {
 	var c ProvisionCommand
 	if err := json.Unmarshal(msg.Payload, &c); err != nil {
@@ -110,7 +111,9 @@ func (p *Provisioner) Handle(msg *message.Message) ([]*message.Message, error) {
 	}
 	_, err := p.Execute(msg.Context(), c)
 	var apiErr *shopapp.APIError
-	if errors.Is(err, ErrBadCommand) || (errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429) {
+	var argErr *shopapp.ArgumentError
+	if errors.Is(err, ErrBadCommand) || errors.As(err, &argErr) ||
+		(errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429) {
 		return nil, Permanent(err)
 	}
 	return nil, err

@@ -54,7 +54,7 @@ type InterfaceSnapshot struct {
 	Status       int                           `json:"status"`
 	CreatedAt    time.Time                     `json:"created_at"`
 	DeletionAt   *time.Time                    `json:"deletion_at,omitempty"`
-	StatusSeq    int                           `json:"status_seq"` // bumps on each status change: part of the event id
+	StatusSeq    int                           `json:"status_seq"`  // bumps on each status change: part of the event id
 	Prestations  map[string]PrestationSnapshot `json:"prestations"` // by reference_unique
 	FirstSeenAt  time.Time                     `json:"first_seen_at"`
 	LastChangeAt time.Time                     `json:"last_change_at"`
