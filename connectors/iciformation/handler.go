@@ -69,37 +69,31 @@ type handler struct {
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	log := h.cfg.Logger.With(slog.String("remote_addr", r.RemoteAddr))
-	reject := func(status int, msg string, attrs ...any) {
-		log.Warn("iciformation: lead rejected", append([]any{slog.Int("status", status), slog.String("reason", msg)}, attrs...)...)
-		httpapi.WriteError(w, status, msg)
-	}
-
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		reject(http.StatusMethodNotAllowed, "method not allowed, use POST", slog.String("method", r.Method))
+		h.reject(w, r, http.StatusMethodNotAllowed, "method not allowed, use POST", slog.String("method", r.Method))
 		return
 	}
 	if !h.cfg.Auth.Check(r) {
-		reject(http.StatusUnauthorized, "missing or invalid credentials")
+		h.reject(w, r, http.StatusUnauthorized, "missing or invalid credentials")
 		return
 	}
 	if !isJSON(r.Header.Get("Content-Type")) {
-		reject(http.StatusUnsupportedMediaType, "content type must be application/json")
+		h.reject(w, r, http.StatusUnsupportedMediaType, "content type must be application/json")
 		return
 	}
 	body, err := httpapi.ReadBody(w, r, h.cfg.MaxBody)
 	if errors.Is(err, httpapi.ErrTooLarge) {
-		reject(http.StatusRequestEntityTooLarge, "request body too large", slog.Int64("max_bytes", h.cfg.MaxBody))
+		h.reject(w, r, http.StatusRequestEntityTooLarge, "request body too large", slog.Int64("max_bytes", h.cfg.MaxBody))
 		return
 	}
 	if err != nil {
-		reject(http.StatusBadRequest, "could not read request body", slog.Any("err", err))
+		h.reject(w, r, http.StatusBadRequest, "could not read request body", slog.Any("err", err))
 		return
 	}
 	lead, err := DecodeLead(body)
 	if err != nil {
-		reject(http.StatusBadRequest, err.Error())
+		h.reject(w, r, http.StatusBadRequest, err.Error())
 		return
 	}
 
@@ -110,15 +104,28 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	err = h.acc.AcceptLead(ctx, lead)
 	switch {
 	case err == nil:
-		log.Info("iciformation: lead accepted", slog.Any("lead", lead))
+		// Checked first: the hot path builds no log record (nor boxes the lead) when info is off.
+		if h.cfg.Logger.Enabled(ctx, slog.LevelInfo) {
+			h.log(r).Info("iciformation: lead accepted", slog.Any("lead", lead))
+		}
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, ErrInvalidLead):
-		reject(http.StatusBadRequest, err.Error(), slog.Any("lead", lead))
+		h.reject(w, r, http.StatusBadRequest, err.Error(), slog.Any("lead", lead))
 	default:
-		log.Error("iciformation: lead not stored", slog.Int("status", http.StatusServiceUnavailable),
+		h.log(r).Error("iciformation: lead not stored", slog.Int("status", http.StatusServiceUnavailable),
 			slog.Any("err", err), slog.Any("lead", lead))
 		httpapi.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
 	}
+}
+
+// log is the request's logger, built only when something is logged.
+func (h *handler) log(r *http.Request) *slog.Logger {
+	return h.cfg.Logger.With(slog.String("remote_addr", r.RemoteAddr))
+}
+
+func (h *handler) reject(w http.ResponseWriter, r *http.Request, status int, msg string, attrs ...any) {
+	h.log(r).Warn("iciformation: lead rejected", append([]any{slog.Int("status", status), slog.String("reason", msg)}, attrs...)...)
+	httpapi.WriteError(w, status, msg)
 }
 
 // isJSON accepts application/json with any parameters (charset=utf-8 is common).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"unicode/utf8"
 
 	"github.com/passerelle/passerelle/internal/redact"
 )
@@ -59,19 +60,17 @@ type wireLead struct {
 // failing, so that one odd field never loses the lead.
 func DecodeLead(body []byte) (Lead, error) {
 	obj := trimJSONSpace(body)
-	if !json.Valid(obj) {
-		// Valid says no more than that; decoding again gives the partner a reason.
-		err := json.Unmarshal(obj, new(any))
-		if err == nil {
-			err = errors.New("invalid JSON")
-		}
+	// One pass: Unmarshal checks the whole input before decoding anything, so a syntax error
+	// means malformed JSON, and any other valid value than an object is refused below.
+	var w wireLead
+	err := json.Unmarshal(obj, &w)
+	if _, syntax := errors.AsType[*json.SyntaxError](err); syntax {
 		return Lead{}, fmt.Errorf("decode lead: %w: %v", ErrMalformed, err)
 	}
 	if obj[0] != '{' {
 		return Lead{}, fmt.Errorf("decode lead: %w", ErrNotObject)
 	}
-	var w wireLead
-	if err := json.Unmarshal(obj, &w); err != nil {
+	if err != nil {
 		return Lead{}, fmt.Errorf("decode lead: %w: %v", ErrMalformed, err)
 	}
 	return Lead{
@@ -92,29 +91,35 @@ func DecodeLead(body []byte) (Lead, error) {
 }
 
 // scalar flattens a JSON value to a string: strings as is, numbers as written, booleans as
-// "true"/"false", and null, objects and arrays as "".
+// "true"/"false", and null, objects and arrays as "". raw is one value DecodeLead has validated.
 func scalar(raw json.RawMessage) string {
 	if len(raw) == 0 {
 		return ""
 	}
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.UseNumber() // 0102030405 would lose nothing, but 1.02e9 or 33612345678 must not become floats
-	var v any
-	if err := d.Decode(&v); err != nil {
-		return ""
-	}
-	switch v := v.(type) {
-	case string:
-		return v
-	case json.Number:
-		return v.String()
-	case bool:
-		if v {
-			return "true"
+	switch raw[0] {
+	case '"':
+		// Most strings need no unescaping: take the bytes between the quotes. Escapes and invalid
+		// UTF-8 (which encoding/json turns into U+FFFD) go through the decoder.
+		if len(raw) >= 2 {
+			if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+				return string(s)
+			}
 		}
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return ""
+		}
+		return s
+	case 't':
+		return "true"
+	case 'f':
 		return "false"
-	default:
+	case 'n', '{', '[':
 		return ""
+	default:
+		// A number, kept as written: 0102030405 would lose nothing as a float, but 1.02e9 or
+		// 33612345678 must not become floats.
+		return string(raw)
 	}
 }
 
