@@ -90,8 +90,9 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 		p, s := splitHandler(message.HandlerNameFromCtx(msg.Context()))
 		start := time.Now()
 		m.Count(p, s, OutcomeIn, 1)
-		dup := new(bool)
-		msg.SetContext(context.WithValue(msg.Context(), duplicateKey{}, dup))
+		dup, dead := new(bool), new(bool)
+		ctx := context.WithValue(msg.Context(), duplicateKey{}, dup)
+		msg.SetContext(context.WithValue(ctx, deadLetteredKey{}, dead))
 		out, err := h(msg)
 		m.Observe(p, s, time.Since(start))
 		switch {
@@ -99,6 +100,9 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 			m.Count(p, s, OutcomeFailed, 1)
 		case *dup:
 			m.Count(p, s, OutcomeDuplicate, 1)
+		case *dead:
+			// counted as dead_lettered by the dead-letter middleware; not out, which for a sink
+			// means delivered
 		case message.PublishTopicFromCtx(msg.Context()) == "":
 			m.Count(p, s, OutcomeOut, 1) // a sink: out means delivered
 		default:
@@ -108,7 +112,10 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 	}
 }
 
-type duplicateKey struct{}
+type (
+	duplicateKey    struct{}
+	deadLetteredKey struct{}
+)
 
 // PermanentError marks a failure that no retry will fix: the message goes to the dead-letter topic.
 type PermanentError struct{ Err error }
@@ -171,6 +178,9 @@ func deadLetter(pub message.Publisher, m *Metrics) message.HandlerMiddleware {
 				return nil, errors.Join(err, fmt.Errorf("publish to dead-letter topic: %w", perr))
 			}
 			m.Count(p, s, OutcomeDeadLettered, 1)
+			if dead, ok := msg.Context().Value(deadLetteredKey{}).(*bool); ok {
+				*dead = true
+			}
 			return nil, nil
 		}
 	}

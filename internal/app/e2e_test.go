@@ -311,6 +311,7 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	require.Contains(t, dl.Error, "HTTP 400")
 	require.Equal(t, float64(1), f.deadLetterGauge(t))
 	require.Equal(t, float64(1), f.stageCount(t, "crm", "dead_lettered"))
+	require.Equal(t, float64(0), f.stageCount(t, "crm", "out"), "for a sink, out means delivered")
 	require.Empty(t, rcv.Deliveries())
 
 	rcv.SetFault(crm.Fault{})
@@ -318,6 +319,7 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	require.NoError(t, rcv.WaitForUnique(ctx, 1))
 	time.Sleep(200 * time.Millisecond)
 	require.Equal(t, map[string]int{eventIDOf(lead): 1}, rcv.UniqueIDs())
+	f.waitStage(t, "crm", "out", 1)
 	require.Empty(t, f.deadLetters(t))
 	require.Equal(t, float64(0), f.deadLetterGauge(t))
 	// Retried once: a second retry of the same dead letter is refused.
@@ -373,6 +375,7 @@ func TestGracefulShutdownKeepsAcceptedLeads(t *testing.T) {
 	var (
 		mu       sync.Mutex
 		accepted = map[string]int{}
+		posted   = map[string]bool{} // answered or not: a lead stored but not answered may arrive too
 		other    = map[int]int{}
 		stop     = make(chan struct{})
 		wg       sync.WaitGroup
@@ -388,6 +391,7 @@ func TestGracefulShutdownKeepsAcceptedLeads(t *testing.T) {
 				b := leadBody(w*100000+i, "shutdown")
 				status, err := f.tryPost(url, b)
 				mu.Lock()
+				posted[eventIDOf(b)] = true
 				if err == nil && status == http.StatusOK {
 					accepted[eventIDOf(b)] = 1
 				} else if err == nil {
@@ -423,7 +427,12 @@ func TestGracefulShutdownKeepsAcceptedLeads(t *testing.T) {
 	for id := range accepted {
 		require.Contains(t, got, id, "a lead answered 200 was lost")
 	}
-	require.Len(t, got, want, "only leads answered 200 reach the CRM")
+	repeats := 0
+	for id, n := range got {
+		require.True(t, posted[id], "unknown event %s", id)
+		repeats += n - 1 // at least once: a delivery cut short by the stop may be sent again
+	}
+	t.Logf("%d delivered after the restart, %d of them twice or more", len(got), repeats)
 }
 
 // With debug logging on, no personal data nor secret reaches the log, whatever happens.

@@ -1,0 +1,189 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/config"
+)
+
+// clearPasserelleEnv unsets every PASSERELLE_* variable for the test, so the developer's or CI's
+// environment cannot change what the CLI reads.
+func clearPasserelleEnv(t *testing.T) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "PASSERELLE_") {
+			t.Setenv(k, "") // restores the value at cleanup
+			require.NoError(t, os.Unsetenv(k))
+		}
+	}
+}
+
+func runCLI(args ...string) (code int, stdout, stderr string) {
+	var out, errb bytes.Buffer
+	code = run(args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestCLI(t *testing.T) {
+	const (
+		token  = "tok-do-not-print-123"
+		secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	)
+	for _, tc := range []struct {
+		name       string
+		args       []string
+		env        map[string]string
+		code       int
+		stdout     []string // substrings
+		stderr     []string
+		notInAny   []string
+		emptyOut   bool
+		emptyError bool
+	}{
+		{name: "no command", args: nil, code: exitUsage, stderr: []string{"usage: passerelle"}, emptyOut: true},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: []string{`unknown command "frobnicate"`, "usage: passerelle", "check-config"}, emptyOut: true},
+		{name: "version", args: []string{"version"}, code: exitOK, stdout: []string{"passerelle " + version}, emptyError: true},
+		{name: "help", args: []string{"help"}, code: exitOK, stdout: []string{"usage: passerelle"}, emptyError: true},
+		{
+			name: "check-config bad value", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_CRM_FORMAT": "xml"},
+			code: exitUsage, stderr: []string{"PASSERELLE_CRM_FORMAT", "xml"}, emptyOut: true,
+		},
+		{
+			name: "check-config unparsable value", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_SHUTDOWN_TIMEOUT": "soon"},
+			code: exitUsage, stderr: []string{"PASSERELLE_SHUTDOWN_TIMEOUT"}, emptyOut: true,
+		},
+		{
+			name: "check-config masks secrets", args: []string{"check-config"},
+			env: map[string]string{
+				"PASSERELLE_ICIFORMATION_TOKEN": token, "PASSERELLE_CRM_SECRET": secret,
+				"PASSERELLE_CRM_URL": "http://crm.example/hook?key=hidden-key",
+			},
+			code:     exitOK,
+			stdout:   []string{"PASSERELLE_ICIFORMATION_TOKEN", "PASSERELLE_CRM_SECRET", "****", "iciformation", "PASSERELLE_HTTP_ADDR"},
+			notInAny: []string{token, secret, strings.TrimPrefix(secret, "whsec_"), "hidden-key"},
+		},
+		{name: "dlq retry not an id", args: []string{"dlq", "retry", "abc"}, code: exitUsage, stderr: []string{`"abc"`}, emptyOut: true},
+		{name: "dlq retry no id", args: []string{"dlq", "retry"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
+		{name: "dlq unknown", args: []string{"dlq", "purge"}, code: exitUsage, stderr: []string{"purge"}, emptyOut: true},
+		{name: "dlq list bad flag", args: []string{"dlq", "list", "--everything"}, code: exitUsage},
+		{name: "endpoints bad", args: []string{"endpoints", "drop"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clearPasserelleEnv(t)
+			for k, v := range tc.env {
+				t.Setenv(k, v)
+			}
+			code, stdout, stderr := runCLI(tc.args...)
+			require.Equal(t, tc.code, code, "exit code; stdout:\n%s\nstderr:\n%s", stdout, stderr)
+			for _, s := range tc.stdout {
+				require.Contains(t, stdout, s)
+			}
+			for _, s := range tc.stderr {
+				require.Contains(t, stderr, s)
+			}
+			for _, s := range tc.notInAny {
+				require.NotContains(t, stdout, s)
+				require.NotContains(t, stderr, s)
+			}
+			if tc.emptyOut {
+				require.Empty(t, stdout)
+			}
+			if tc.emptyError {
+				require.Empty(t, stderr)
+			}
+		})
+	}
+}
+
+// check-config shows the masked secret on the variable's own line.
+func TestCheckConfigMaskLine(t *testing.T) {
+	clearPasserelleEnv(t)
+	t.Setenv("PASSERELLE_ICIFORMATION_TOKEN", "tok-abc")
+	t.Setenv("PASSERELLE_CRM_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	code, stdout, _ := runCLI("check-config")
+	require.Equal(t, exitOK, code)
+	lines := map[string]string{}
+	for line := range strings.Lines(stdout) {
+		if f := strings.Fields(line); len(f) == 2 {
+			lines[f[0]] = f[1]
+		}
+	}
+	require.Equal(t, "****", lines["PASSERELLE_ICIFORMATION_TOKEN"])
+	require.Equal(t, "****", lines["PASSERELLE_CRM_SECRET"])
+	require.Equal(t, "generic", lines["PASSERELLE_CRM_FORMAT"])
+}
+
+// dlq list talks to a running daemon's admin API.
+func TestDLQListAgainstRunningDaemon(t *testing.T) {
+	clearPasserelleEnv(t)
+	cfg, err := config.LoadFrom(context.Background(), []string{
+		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0",
+		"PASSERELLE_DATA_DIR=" + t.TempDir(), "PASSERELLE_SHUTDOWN_TIMEOUT=10s",
+	})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		cancel()
+		require.NoError(t, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("app did not stop")
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+
+	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
+	code, stdout, stderr := runCLI("dlq", "list")
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.Empty(t, stderr)
+	header := strings.Fields(strings.SplitN(stdout, "\n", 2)[0])
+	require.Equal(t, []string{"id", "pipeline", "topic", "event_id", "created_at", "retried", "error"}, header)
+
+	code, stdout, stderr = runCLI("dlq", "list", "--all", "--pipeline", "leads")
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.True(t, strings.HasPrefix(stdout, "id "), stdout)
+
+	code, stdout, stderr = runCLI("endpoints", "list")
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.True(t, strings.HasPrefix(stdout, "endpoint "), stdout)
+
+	// A dead letter that does not exist: the daemon answers 404, the CLI exits 1.
+	code, _, stderr = runCLI("dlq", "retry", "424242")
+	require.Equal(t, exitFailed, code)
+	require.Contains(t, stderr, "404")
+}
+
+// With no daemon at PASSERELLE_ADMIN_ADDR, dlq list fails with exit 1 and says why.
+func TestDLQListWithoutDaemon(t *testing.T) {
+	clearPasserelleEnv(t)
+	t.Setenv("PASSERELLE_ADMIN_ADDR", freeAddr(t))
+	code, stdout, stderr := runCLI("dlq", "list")
+	require.Equal(t, exitFailed, code)
+	require.Empty(t, stdout)
+	require.Contains(t, stderr, "daemon running")
+}
