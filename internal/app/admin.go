@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -144,7 +145,19 @@ func (a *App) adminHandler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
-	return mux
+	if a.Cfg.AdminToken == "" {
+		return mux
+	}
+	// The admin API re-drives dead letters and uploads billing files: with a token set, only its
+	// holder may call it. Metrics and probes stay open for scrapers and orchestrators.
+	auth := httpapi.TokenAuth{Scheme: httpapi.AuthBearer, Token: a.Cfg.AdminToken}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/admin/") && !auth.Check(r) {
+			httpapi.WriteError(w, http.StatusUnauthorized, "admin API: missing or wrong bearer token (PASSERELLE_ADMIN_TOKEN)")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // BillingStatus is what `passerelle billing status` shows.

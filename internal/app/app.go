@@ -109,6 +109,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		Namespace: "passerelle", Name: "endpoints_disabled_total",
 		Help: "Sink endpoints disabled after answering 410 Gone, by sink.",
 	}, []string{"sink"})
+	disabled.WithLabelValues("crm") // from zero, so increase() sees the first disable
 	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store))
 
 	var sink *pipelines.CRMSink

@@ -24,6 +24,7 @@ const Prefix = "PASSERELLE_"
 type Config struct {
 	HTTPAddr        string        `env:"HTTP_ADDR, default=:8080" desc:"listen address of the partner webhooks"`
 	AdminAddr       string        `env:"ADMIN_ADDR, default=127.0.0.1:9090" desc:"listen address of /metrics, /healthz, /readyz and the admin API (dlq)"`
+	AdminToken      string        `env:"ADMIN_TOKEN" secret:"true" desc:"when set, the admin API (/admin/…) requires Authorization: Bearer <token>; the CLI sends it"`
 	DataDir         string        `env:"DATA_DIR, default=./data" desc:"embedded broker files and the SQLite store"`
 	StoreDSN        string        `env:"STORE_DSN" secret:"true" desc:"state store: empty for SQLite under the data dir, or postgres://…"`
 	LogFormat       string        `env:"LOG_FORMAT, default=auto" desc:"json, text, or auto (text on a terminal, JSON otherwise)"`
