@@ -7,6 +7,8 @@
 //   - billing: a 100 000-row billing file uploaded over SFTP by the connectors/sftp Uploader
 //     (temporary name, fsync, size check, rename) against OpenSSH's sftp client, both to a local
 //     OpenSSH sshd.
+//   - poll: a poll of 5 000 Shop Application interfaces from the simulator; seconds and calls
+//     against the floor the client's rate limit sets.
 //
 // The goals come from the issues; each figure is printed with PASS or MISS.
 package main
@@ -43,7 +45,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured run, not counted")
 	flag.IntVar(&o.connections, "connections", 64, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each figure is the median of the rounds")
-	flag.StringVar(&o.only, "only", "", "run only one benchmark: ingest or billing")
+	flag.StringVar(&o.only, "only", "", "run only one benchmark: ingest, billing or poll")
 	flag.StringVar(&o.loadgen, "loadgen", "auto", "load generator: auto (wrk when on PATH), wrk or go")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, data, logs)")
 	flag.StringVar(&o.daemonBin, "passerelle", "", "passerelle binary to measure; empty builds ./cmd/passerelle as make build does")
@@ -53,9 +55,9 @@ func main() {
 		os.Exit(2)
 	}
 	switch o.only {
-	case "", "ingest", "billing":
+	case "", "ingest", "billing", "poll":
 	default:
-		fmt.Fprintf(os.Stderr, "passerelle-bench: -only %q: want ingest or billing\n", o.only)
+		fmt.Fprintf(os.Stderr, "passerelle-bench: -only %q: want ingest, billing or poll\n", o.only)
 		os.Exit(2)
 	}
 
@@ -91,6 +93,7 @@ func main() {
 	}
 	run("ingest", func() (report, error) { return benchIngest(ctx, o, tmp) })
 	run("billing", func() (report, error) { return benchBilling(ctx, o, tmp) })
+	run("poll", func() (report, error) { return benchPoll(ctx, tmp) })
 	if failed {
 		os.Exit(1)
 	}
