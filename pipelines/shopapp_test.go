@@ -107,6 +107,9 @@ func (e *pollerEnv) poll(t *testing.T, want ...string) []pipelines.ShopAppEvent 
 	require.Equal(t, len(want), res.Events, "events of the poll")
 	published := e.counted.Published()[before:]
 	require.Len(t, published, len(want), "messages published by the poll")
+	// The consumer's pending count can lag the publish ack: wait for the messages themselves.
+	require.Eventually(t, func() bool { return e.col.count() >= seen+len(want) }, 15*time.Second, 5*time.Millisecond,
+		"the collector never got the %d events of the poll", len(want))
 	e.col.drain(t, e.broker)
 	got := shopAppEvents(t, e.col.since(seen))
 	if want == nil {
