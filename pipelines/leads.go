@@ -11,6 +11,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/redact"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -47,10 +48,16 @@ type ReceivedLead struct {
 	Input      transforms.LeadInput `json:"input"`
 }
 
+// MessagePublisher publishes one message and returns once the broker holds it.
+type MessagePublisher interface {
+	Publish(ctx context.Context, msg *message.Message) error
+}
+
 // LeadIngest accepts leads from the Ici Formation webhook: it validates them and returns only once
-// the lead is durably published, which is when the webhook may answer 200.
+// the lead is durably published, which is when the webhook may answer 200. Pub is normally a
+// broker.Batcher: concurrent requests share a publish, each still waiting for its own ack.
 type LeadIngest struct {
-	Pub     ContextPublisher
+	Pub     MessagePublisher
 	Metrics *Metrics
 	Now     func() time.Time
 }
@@ -61,7 +68,7 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 	in.Metrics.Count(PipelineLeads, "ingest", OutcomeIn, 1)
 	msg, err := in.message(l)
 	if err == nil {
-		err = in.Pub.PublishContext(ctx, TopicLeadsReceived, msg)
+		err = in.Pub.Publish(ctx, msg)
 	}
 	in.Metrics.Observe(PipelineLeads, "ingest", time.Since(start))
 	if err != nil {
@@ -80,6 +87,7 @@ func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", iciformation.ErrInvalidLead, err)
 	}
+	input.EventID = lead.EventID // the normalize stage reuses it rather than canonicalise again
 	payload, err := json.Marshal(ReceivedLead{EventID: lead.EventID, ReceivedAt: now, Input: input})
 	if err != nil {
 		return nil, fmt.Errorf("encode lead: %w", err)
@@ -120,8 +128,27 @@ type LeadNormalizer struct {
 // stage commits it once the lead is delivered, so a failed delivery is never mistaken for a
 // duplicate on redelivery.
 func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error) {
+	items, err := broker.Unbatch(msg)
+	if err != nil {
+		return nil, Permanent(err)
+	}
+	var outs []*message.Message
+	for _, it := range items {
+		out, err := n.normalize(msg, it)
+		if err != nil {
+			return nil, err
+		}
+		if out != nil {
+			outs = append(outs, out)
+		}
+	}
+	return outs, nil
+}
+
+// normalize handles one lead of the message msg (itself, or one of the batch it carries).
+func (n *LeadNormalizer) normalize(msg, item *message.Message) (*message.Message, error) {
 	var rl ReceivedLead
-	if err := json.Unmarshal(msg.Payload, &rl); err != nil {
+	if err := json.Unmarshal(item.Payload, &rl); err != nil {
 		return nil, Permanent(fmt.Errorf("decode received lead: %w", err))
 	}
 	lead, err := transforms.NormalizeLead(rl.Input, rl.ReceivedAt)
@@ -146,9 +173,9 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 		return nil, Permanent(fmt.Errorf("encode lead: %w", err))
 	}
 	out := message.NewMessage(lead.EventID, payload)
-	out.Metadata = copyMeta(msg.Metadata)
+	out.Metadata = copyMeta(item.Metadata)
 	out.Metadata.Set(metaDedupeKey, key)
-	return []*message.Message{out}, nil
+	return out, nil
 }
 
 // LeadEvent turns a normalised lead into the CRM event of the lead.created type.

@@ -11,6 +11,8 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/passerelle/passerelle/internal/broker"
 )
 
 // Metadata keys every message carries.
@@ -89,17 +91,20 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		p, s := splitHandler(message.HandlerNameFromCtx(msg.Context()))
 		start := time.Now()
-		m.Count(p, s, OutcomeIn, 1)
-		dup, dead := new(bool), new(bool)
+		n := broker.BatchSize(msg) // a batch counts as the records it carries
+		m.Count(p, s, OutcomeIn, n)
+		dup, dead := new(int), new(bool)
 		ctx := context.WithValue(msg.Context(), duplicateKey{}, dup)
 		msg.SetContext(context.WithValue(ctx, deadLetteredKey{}, dead))
 		out, err := h(msg)
 		m.Observe(p, s, time.Since(start))
+		if err == nil && *dup > 0 {
+			m.Count(p, s, OutcomeDuplicate, *dup)
+		}
 		switch {
 		case err != nil:
-			m.Count(p, s, OutcomeFailed, 1)
-		case *dup:
-			m.Count(p, s, OutcomeDuplicate, 1)
+			m.Count(p, s, OutcomeFailed, n)
+		case *dup == n:
 		case *dead:
 			// counted as dead_lettered by the dead-letter middleware; not out, which for a sink
 			// means delivered
@@ -189,10 +194,10 @@ func deadLetter(pub message.Publisher, m *Metrics) message.HandlerMiddleware {
 // DeadTopic is the dead-letter topic of a pipeline.
 func DeadTopic(pipeline string) string { return pipeline + ".dead" }
 
-// markDuplicate tells the metrics middleware the message was dropped as a duplicate.
+// markDuplicate tells the metrics middleware a record of the message was dropped as a duplicate.
 func markDuplicate(msg *message.Message) {
-	if dup, ok := msg.Context().Value(duplicateKey{}).(*bool); ok {
-		*dup = true
+	if dup, ok := msg.Context().Value(duplicateKey{}).(*int); ok {
+		*dup++
 	}
 }
 

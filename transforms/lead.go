@@ -17,6 +17,9 @@ type LeadInput struct {
 	Course, CallbackTime, Status   string          // formation, horaire_rappel, statut
 	Company, ClientID              string          // client, id_client
 	Raw                            json.RawMessage // the JSON object as received (unknown fields included)
+	// EventID, when set, is the id already derived from Source and Raw (canonicalising a payload
+	// is the costliest step, so a later stage reuses the first one's result). Empty: derived here.
+	EventID string
 }
 
 // Lead is a normalised lead; JSON tags snake_case, omitempty where empty.
@@ -78,8 +81,11 @@ func NormalizeLead(in LeadInput, receivedAt time.Time) (Lead, error) {
 		// The reasons name no personal data, so the caller may log them.
 		return Lead{}, fmt.Errorf("normalize lead: %w (%w; %w)", ErrNoContact, emailErr, phoneErr)
 	}
+	if in.EventID == "" {
+		in.EventID = EventID(in.Source, in.Raw)
+	}
 	l := Lead{
-		EventID:      EventID(in.Source, in.Raw),
+		EventID:      in.EventID,
 		Source:       in.Source,
 		LastName:     collapseSpaces(in.LastName),
 		FirstName:    collapseSpaces(in.FirstName),

@@ -202,3 +202,54 @@ func TestSameIDOnAnotherTopicIsNotADuplicate(t *testing.T) {
 	require.Equal(t, "y", string(m.Payload))
 	m.Ack()
 }
+
+// Concurrent publishers share batches; every message comes out of Unbatch once, with its metadata.
+func TestBatcher(t *testing.T) {
+	ctx := context.Background()
+	b, err := Open(ctx, Config{DataDir: t.TempDir()}, slog.Default(), nil)
+	require.NoError(t, err)
+	defer b.Close()
+	pub, err := b.NewPublisher()
+	require.NoError(t, err)
+	defer pub.Close()
+	bat := NewBatcher(pub, "things.in", 16, 2)
+
+	const n = 200
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			m := message.NewMessage(fmt.Sprintf("id-%d", i), []byte(fmt.Sprintf(`{"n":%d}`, i)))
+			m.Metadata.Set("k", fmt.Sprint(i))
+			errs <- bat.Publish(ctx, m)
+		}()
+	}
+	for range n {
+		require.NoError(t, <-errs)
+	}
+	bat.Close()
+	require.ErrorIs(t, bat.Publish(ctx, message.NewMessage("late", []byte(`{}`))), ErrBatcherClosed)
+
+	sub, err := b.NewSubscriber(ctx, "batch_reader", "things.in", ConsumerConfig{}, watermill.NopLogger{})
+	require.NoError(t, err)
+	defer sub.Close()
+	ch, err := sub.Subscribe(ctx, "things.in")
+	require.NoError(t, err)
+	seen := map[string]string{}
+	batches := 0
+	for len(seen) < n {
+		m := receive(t, ch)
+		batches++
+		items, err := Unbatch(m)
+		require.NoError(t, err)
+		require.Equal(t, len(items), BatchSize(m))
+		for _, it := range items {
+			_, dup := seen[it.UUID]
+			require.False(t, dup, "message %s twice", it.UUID)
+			seen[it.UUID] = it.Metadata.Get("k")
+			require.Equal(t, fmt.Sprintf(`{"n":%s}`, it.Metadata.Get("k")), string(it.Payload))
+		}
+		m.Ack()
+	}
+	require.Len(t, seen, n)
+	require.Less(t, batches, n, "concurrent messages should share batches")
+}
