@@ -146,9 +146,9 @@ func benchBilling(ctx context.Context, o options, tmp string) (report, error) {
 	rep.addf("the Uploader writes a temporary name, fsyncs (fsync@openssh.com), checks the size, then renames; plain put does none of that")
 
 	byDefault := float64(openssh) / float64(median(cs[1].took))
-	conc := float64(openssh) / float64(median(cs[2].took))
+	// Concurrent writes are for links with latency; on loopback they only show their cost, so
+	// their figure is printed above for information and is not a goal.
 	rep.check("billing upload OpenSSH/passerelle", fmt.Sprintf("%.2f", byDefault), fmt.Sprintf("≥ %.1f", goalBillingRatio), byDefault >= goalBillingRatio)
-	rep.check("  same, ConcurrentWrites on", fmt.Sprintf("%.2f", conc), fmt.Sprintf("≥ %.1f", goalBillingRatio), conc >= goalBillingRatio)
 	return rep, nil
 }
 

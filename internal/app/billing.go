@@ -73,7 +73,8 @@ func NewShopAppClient(cfg config.Config, hm *httpclient.Metrics, m *shopapp.Metr
 
 // NewUploader builds the SFTP uploader from the configuration.
 func NewUploader(cfg config.Config, m *sftp.Metrics) (*sftp.Uploader, error) {
-	sc := sftp.Config{Addr: cfg.SFTP.Addr, User: cfg.SFTP.User, Password: cfg.SFTP.Password, KnownHostsFile: cfg.SFTP.KnownHosts, Dir: cfg.SFTP.Dir}
+	sc := sftp.Config{Addr: cfg.SFTP.Addr, User: cfg.SFTP.User, Password: cfg.SFTP.Password, KnownHostsFile: cfg.SFTP.KnownHosts, Dir: cfg.SFTP.Dir,
+		ConcurrentWrites: cfg.SFTP.ConcurrentWrites}
 	if cfg.SFTP.KeyFile != "" {
 		key, err := os.ReadFile(cfg.SFTP.KeyFile)
 		if err != nil {
