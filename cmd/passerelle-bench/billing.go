@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/passerelle/passerelle/connectors/sftp"
+	"github.com/passerelle/passerelle/connectors/sftp/sftptest"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -24,9 +25,9 @@ const (
 
 func benchBilling(ctx context.Context, o options, tmp string) (report, error) {
 	var rep report
-	sshdPath, err := findSSHD()
+	sshdPath, err := sftptest.Find()
 	if err != nil {
-		rep.addf("skipped: %s", sshdHint)
+		rep.addf("skipped: %s", sftptest.InstallHint)
 		return rep, nil
 	}
 	sftpPath, err := exec.LookPath("sftp")
@@ -49,16 +50,16 @@ func benchBilling(ctx context.Context, o options, tmp string) (report, error) {
 	if err := os.WriteFile(local, data, 0o600); err != nil {
 		return rep, err
 	}
-	d, err := startSSHD(ctx, sshdPath, dir)
+	d, err := sftptest.Start(sshdPath, dir)
 	if err != nil {
 		return rep, err
 	}
-	defer d.stop()
+	defer d.Stop()
 
 	uploader := func(concurrent bool) (*sftp.Uploader, error) {
 		return sftp.NewUploader(sftp.Config{
-			Addr: d.addr, User: d.user, PrivateKey: d.privateKey, KnownHostsFile: d.knownHosts,
-			Dir: d.root + "/", ConcurrentWrites: concurrent,
+			Addr: d.Addr, User: d.User, PrivateKey: d.PrivateKey, KnownHostsFile: d.KnownHostsFile,
+			Dir: d.Root + "/", ConcurrentWrites: concurrent,
 		}, nil)
 	}
 	upConc, err := uploader(true)
@@ -100,14 +101,14 @@ func benchBilling(ctx context.Context, o options, tmp string) (report, error) {
 				return rep, fmt.Errorf("%s: %w", c.name, err)
 			}
 			c.took = append(c.took, time.Since(t0))
-			got, err := os.ReadFile(filepath.Join(d.root, name))
+			got, err := os.ReadFile(filepath.Join(d.Root, name))
 			if err != nil {
 				return rep, fmt.Errorf("%s: %w", c.name, err)
 			}
 			if sha256.Sum256(got) != want {
 				return rep, fmt.Errorf("%s: the uploaded file differs from the one sent (%d bytes, %d sent)", c.name, len(got), len(data))
 			}
-			if err := os.Remove(filepath.Join(d.root, name)); err != nil {
+			if err := os.Remove(filepath.Join(d.Root, name)); err != nil {
 				return rep, err
 			}
 		}
@@ -153,17 +154,17 @@ func benchBilling(ctx context.Context, o options, tmp string) (report, error) {
 }
 
 // openSSHPut uploads local as root/name with OpenSSH's sftp in batch mode.
-func openSSHPut(ctx context.Context, sftpPath string, d *sshd, local, name string, fsync bool) error {
+func openSSHPut(ctx context.Context, sftpPath string, d *sftptest.SSHD, local, name string, fsync bool) error {
 	put := "put "
 	if fsync {
 		put = "put -f "
 	}
-	return openSSHBatch(ctx, sftpPath, d, filepath.Dir(local), put+local+" "+filepath.Join(d.root, name)+"\n")
+	return openSSHBatch(ctx, sftpPath, d, filepath.Dir(local), put+local+" "+filepath.Join(d.Root, name)+"\n")
 }
 
 // openSSHBatch runs OpenSSH's sftp on a batch of commands, with the same key and known_hosts as
 // the Uploader and nothing from the user's ssh configuration.
-func openSSHBatch(ctx context.Context, sftpPath string, d *sshd, dir, commands string) error {
+func openSSHBatch(ctx context.Context, sftpPath string, d *sftptest.SSHD, dir, commands string) error {
 	batch, err := os.CreateTemp(dir, "batch-")
 	if err != nil {
 		return err
@@ -176,10 +177,10 @@ func openSSHBatch(ctx context.Context, sftpPath string, d *sshd, dir, commands s
 	if err := batch.Close(); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, sftpPath, "-q", "-b", batch.Name(), "-F", os.DevNull, "-P", d.port, "-i", d.keyFile,
+	cmd := exec.CommandContext(ctx, sftpPath, "-q", "-b", batch.Name(), "-F", os.DevNull, "-P", d.Port(), "-i", d.KeyFile,
 		"-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes",
-		"-o", "UserKnownHostsFile="+d.knownHosts, "-o", "GlobalKnownHostsFile="+os.DevNull,
-		d.user+"@127.0.0.1")
+		"-o", "UserKnownHostsFile="+d.KnownHostsFile, "-o", "GlobalKnownHostsFile="+os.DevNull,
+		d.User+"@127.0.0.1")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {

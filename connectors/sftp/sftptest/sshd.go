@@ -41,6 +41,9 @@ type SSHD struct {
 	// Root is an empty directory for the test's files. sshd is not chrooted,
 	// so remote paths are absolute paths under Root.
 	Root string
+
+	cmd    *exec.Cmd
+	exited chan error
 }
 
 // InstallHint says how to get sshd on the Debian machines passerelle uses.
@@ -51,26 +54,35 @@ const InstallHint = "apt-get install -y openssh-server"
 // that CI cannot go green without having run it.
 func StartSSHD(t testing.TB) *SSHD {
 	t.Helper()
-	sshdPath, err := findSSHD()
+	sshdPath, err := Find()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("sshd not found (%v): install it with `%s`", err, InstallHint)
 		}
 		t.Skipf("sshd not found (%v): install it with `%s` to run this test", err, InstallHint)
 	}
+	d, err := Start(sshdPath, t.TempDir())
+	if err != nil {
+		t.Fatalf("sftptest: %v", err)
+	}
+	t.Cleanup(d.Stop)
+	return d
+}
+
+// Start runs sshdPath on a free loopback port with its keys and files under
+// dir, for the benchmarks as well as the tests. Stop ends it.
+func Start(sshdPath, dir string) (*SSHD, error) {
 	u, err := user.Current()
 	if err != nil {
-		t.Fatalf("sftptest: current user: %v", err)
+		return nil, fmt.Errorf("current user: %w", err)
 	}
 	if os.Geteuid() == 0 {
 		// As root, sshd insists on its privilege separation directory,
 		// which a fresh container may lack. Debian's sshd uses this one.
 		if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
-			t.Fatalf("sftptest: create sshd privilege separation dir: %v", err)
+			return nil, fmt.Errorf("create sshd privilege separation dir: %w", err)
 		}
 	}
-
-	dir := t.TempDir()
 	d := &SSHD{
 		User:           u.Username,
 		KeyFile:        filepath.Join(dir, "id_ed25519"),
@@ -78,20 +90,20 @@ func StartSSHD(t testing.TB) *SSHD {
 		Root:           filepath.Join(dir, "root"),
 	}
 	if err := os.Mkdir(d.Root, 0o755); err != nil {
-		t.Fatalf("sftptest: %v", err)
+		return nil, err
 	}
 	hostKeyFile := filepath.Join(dir, "ssh_host_ed25519_key")
 	hostSigner, _, err := writeKey(hostKeyFile)
 	if err != nil {
-		t.Fatalf("sftptest: host key: %v", err)
+		return nil, fmt.Errorf("host key: %w", err)
 	}
 	d.HostKey = hostSigner.PublicKey()
 	if d.Signer, d.PrivateKey, err = writeKey(d.KeyFile); err != nil {
-		t.Fatalf("sftptest: user key: %v", err)
+		return nil, fmt.Errorf("user key: %w", err)
 	}
 	authKeys := filepath.Join(dir, "authorized_keys")
 	if err := os.WriteFile(authKeys, ssh.MarshalAuthorizedKey(d.Signer.PublicKey()), 0o600); err != nil {
-		t.Fatalf("sftptest: %v", err)
+		return nil, err
 	}
 
 	// A port picked by listening can be taken again before sshd binds it:
@@ -100,27 +112,44 @@ func StartSSHD(t testing.TB) *SSHD {
 	for range 3 {
 		port, err := freePort()
 		if err != nil {
-			t.Fatalf("sftptest: %v", err)
+			return nil, err
 		}
 		d.Addr = net.JoinHostPort("127.0.0.1", port)
 		cfgFile := filepath.Join(dir, "sshd_config")
 		cfg := sshdConfig(port, hostKeyFile, authKeys, filepath.Join(dir, "sshd.pid"), u.Uid == "0")
 		if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-			t.Fatalf("sftptest: %v", err)
+			return nil, err
 		}
-		if lastErr = start(t, sshdPath, cfgFile, d.Addr); lastErr == nil {
+		if lastErr = d.start(sshdPath, cfgFile); lastErr == nil {
 			break
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("sftptest: %v", lastErr)
+		return nil, lastErr
 	}
 
 	line := knownhosts.Line([]string{knownhosts.Normalize(d.Addr)}, d.HostKey)
 	if err := os.WriteFile(d.KnownHostsFile, []byte(line+"\n"), 0o600); err != nil {
-		t.Fatalf("sftptest: %v", err)
+		d.Stop()
+		return nil, err
 	}
-	return d
+	return d, nil
+}
+
+// Port is the port sshd listens on.
+func (d *SSHD) Port() string {
+	_, port, _ := net.SplitHostPort(d.Addr)
+	return port
+}
+
+// Stop kills sshd and waits for it.
+func (d *SSHD) Stop() {
+	if d.cmd == nil {
+		return
+	}
+	_ = d.cmd.Process.Kill()
+	<-d.exited
+	d.cmd = nil
 }
 
 func sshdConfig(port, hostKey, authKeys, pidFile string, root bool) string {
@@ -148,7 +177,7 @@ func sshdConfig(port, hostKey, authKeys, pidFile string, root bool) string {
 }
 
 // start runs sshd in the foreground and waits until it accepts connections.
-func start(t testing.TB, sshdPath, cfgFile, addr string) error {
+func (d *SSHD) start(sshdPath, cfgFile string) error {
 	var stderr syncBuffer
 	// sshd must be started by absolute path: it re-executes itself.
 	cmd := exec.Command(sshdPath, "-D", "-e", "-f", cfgFile)
@@ -166,7 +195,7 @@ func start(t testing.TB, sshdPath, cfgFile, addr string) error {
 			return fmt.Errorf("sshd exited (%v): %s", err, stderr.String())
 		default:
 		}
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		c, err := net.DialTimeout("tcp", d.Addr, 200*time.Millisecond)
 		if err == nil {
 			_ = c.Close()
 			break
@@ -174,18 +203,16 @@ func start(t testing.TB, sshdPath, cfgFile, addr string) error {
 		if time.Now().After(deadline) {
 			_ = cmd.Process.Kill()
 			<-exited
-			return fmt.Errorf("sshd not listening on %s after 10s: %s", addr, stderr.String())
+			return fmt.Errorf("sshd not listening on %s after 10s: %s", d.Addr, stderr.String())
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		<-exited
-	})
+	d.cmd, d.exited = cmd, exited
 	return nil
 }
 
-func findSSHD() (string, error) {
+// Find locates the sshd binary.
+func Find() (string, error) {
 	if p, err := exec.LookPath("sshd"); err == nil {
 		return filepath.Abs(p)
 	}
