@@ -18,6 +18,7 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/redact/redacttest"
 )
 
 const testToken = "tok-9f8e7d6c5b4a"
@@ -297,7 +298,7 @@ func TestHandlerMaxBodyBoundary(t *testing.T) {
 // Logs must name no one: not on success, not on rejection, not on failure.
 func TestHandlerLogsNoPersonalData(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf redacttest.Buffer
 	logger := slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	auth := httpapi.TokenAuth{Scheme: httpapi.AuthToken, Token: testToken}
 	lead := iciformation.Lead{
@@ -324,26 +325,7 @@ func TestHandlerLogsNoPersonalData(t *testing.T) {
 	logs := buf.String()
 	require.Contains(t, logs, "broker unavailable", "the internal error is logged")
 	require.Contains(t, logs, "lead accepted")
-	for _, secret := range []string{lead.Email, lead.Tel, "0612345678", lead.Nom, lead.Prenom, testToken} {
-		require.NotContains(t, logs, secret)
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	redacttest.RequireNoLeak(t, logs, lead.Email, lead.Tel, "0612345678", lead.Nom, lead.Prenom, testToken)
 }
 
 // post sends body with the given content type (none when empty) and headers.

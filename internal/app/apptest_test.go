@@ -9,14 +9,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/crm"
@@ -370,65 +368,4 @@ func (w *testWriter) Write(p []byte) (int, error) {
 		w.t.Log(strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// externalNATS returns the JetStream server of the external-transport tests, or skips (fails in CI)
-// when none answers. Same logic as internal/broker's ExternalURL.
-func externalNATS(t testing.TB) string {
-	t.Helper()
-	url := os.Getenv("PASSERELLE_TEST_NATS_URL")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
-	if err == nil {
-		var js nats.JetStreamContext
-		if js, err = nc.JetStream(); err == nil {
-			_, err = js.AccountInfo()
-		}
-		nc.Close()
-	}
-	if err != nil {
-		msg := fmt.Sprintf("missing: a JetStream-enabled NATS server at %s (%v): start one with `nats-server -js -a 127.0.0.1 -p 4222` or set PASSERELLE_TEST_NATS_URL", url, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return url
-}
-
-// deleteStream removes a test's stream from the external server.
-func deleteStream(t testing.TB, url, stream string) {
-	nc, err := nats.Connect(url, nats.Timeout(5*time.Second))
-	if err != nil {
-		t.Errorf("delete stream %s: %v", stream, err)
-		return
-	}
-	defer nc.Close()
-	js, err := nc.JetStream()
-	if err == nil {
-		err = js.DeleteStream(stream)
-	}
-	if err != nil {
-		t.Errorf("delete stream %s: %v", stream, err)
-	}
 }

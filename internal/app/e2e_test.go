@@ -20,6 +20,8 @@ import (
 	"github.com/passerelle/passerelle/connectors/crm"
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/broker/brokertest"
+	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -40,11 +42,11 @@ func TestSeedLeadReachesCRM(t *testing.T) {
 // The same path on an external JetStream server instead of the embedded one.
 func TestSeedLeadReachesCRMExternalNATS(t *testing.T) {
 	t.Parallel()
-	url := externalNATS(t)
+	url := brokertest.ExternalURL(t)
 	id := fmt.Sprintf("%d", rand.Uint64())
 	stream := "PASSERELLE_E2E_" + id
 	// Registered before the app's own cleanup, so it runs after the app stopped.
-	t.Cleanup(func() { deleteStream(t, url, stream) })
+	t.Cleanup(func() { brokertest.DeleteStream(t, url, stream) })
 	a, _, f := startApp(t, "PASSERELLE_NATS_URL="+url, "PASSERELLE_NATS_STREAM="+stream, "PASSERELLE_NATS_SUBJECT_PREFIX=e2e"+id)
 	require.Equal(t, url, a.Cfg.NATS.URL)
 	checkSeedDelivered(t, f, "generic")
@@ -438,7 +440,7 @@ func TestGracefulShutdownKeepsAcceptedLeads(t *testing.T) {
 // With debug logging on, no personal data nor secret reaches the log, whatever happens.
 func TestLogsLeakNoPersonalDataNorSecret(t *testing.T) {
 	t.Parallel()
-	var buf syncBuffer
+	var buf redacttest.Buffer
 	f := newFixture(t)
 	f.Log = app.NewLogger(&buf, "json", "debug")
 	f.start()
@@ -501,12 +503,7 @@ func TestLogsLeakNoPersonalDataNorSecret(t *testing.T) {
 		}, p.tel)
 		secrets = append(secrets, p.nom, p.prenom, p.email, strings.Split(p.email, "@")[0], p.tel, p.e164, digits, strings.TrimPrefix(p.e164, "+"))
 	}
-	for _, s := range secrets {
-		require.NotContains(t, logs, s, "the log leaks %q", s)
-		if esc, _ := json.Marshal(s); len(esc) > 2 {
-			require.NotContains(t, logs, string(esc[1:len(esc)-1]), "the log leaks %q", s)
-		}
-	}
+	redacttest.RequireNoLeak(t, logs, secrets...)
 }
 
 // The metrics pass promtool's lint, both gathered and as served.

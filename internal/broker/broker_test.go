@@ -6,38 +6,15 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
-	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
-)
 
-// ExternalURL returns the NATS server the external-transport tests use, or skips (fails in CI)
-// when none answers.
-func ExternalURL(t testing.TB) string {
-	t.Helper()
-	url := os.Getenv("PASSERELLE_TEST_NATS_URL")
-	if url == "" {
-		url = "nats://127.0.0.1:4222"
-	}
-	nc, err := nats.Connect(url, nats.Timeout(2*time.Second))
-	if err == nil {
-		_, err = func() (*nats.AccountInfo, error) { js, _ := nc.JetStream(); return js.AccountInfo() }()
-		nc.Close()
-	}
-	if err != nil {
-		msg := fmt.Sprintf("no JetStream-enabled NATS server at %s (%v): start one with `nats-server -js -a 127.0.0.1 -p 4222` or set PASSERELLE_TEST_NATS_URL", url, err)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return url
-}
+	"github.com/passerelle/passerelle/internal/broker/brokertest"
+)
 
 // TestConfigs returns the embedded and the external configuration, each isolated for one test.
 func testConfigs(t *testing.T) map[string]func() Config {
@@ -46,7 +23,7 @@ func testConfigs(t *testing.T) map[string]func() Config {
 		"embedded": func() Config { return Config{DataDir: dir} },
 		"external": func() Config {
 			id := fmt.Sprintf("t%d", rand.Int64())
-			return Config{URL: ExternalURL(t), Stream: "TEST_" + id, Prefix: "test" + id}
+			return Config{URL: brokertest.ExternalURL(t), Stream: "TEST_" + id, Prefix: "test" + id}
 		},
 	}
 }
@@ -59,7 +36,7 @@ func TestPublishConsumeResume(t *testing.T) {
 			b, err := Open(ctx, cfg, slog.Default(), nil)
 			require.NoError(t, err)
 			if cfg.URL != "" {
-				t.Cleanup(func() { deleteStream(t, cfg) })
+				t.Cleanup(func() { brokertest.DeleteStream(t, cfg.URL, cfg.Stream) })
 			}
 			pub, err := b.NewPublisher()
 			require.NoError(t, err)
@@ -169,16 +146,6 @@ func receive(t *testing.T, ch <-chan *message.Message) *message.Message {
 		t.Fatal("no message within 10s")
 		return nil
 	}
-}
-
-func deleteStream(t *testing.T, cfg Config) {
-	nc, err := nats.Connect(cfg.URL)
-	if err != nil {
-		return
-	}
-	defer nc.Close()
-	js, _ := nc.JetStream()
-	_ = js.DeleteStream(cfg.Stream)
 }
 
 // A stage's output keeps its input's event id: the broker must not take it for a duplicate.
