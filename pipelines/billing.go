@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -461,12 +460,6 @@ func (b *Billing) Schedule(ctx context.Context, spec string, retryEvery time.Dur
 			b.RetryPending(ctx)
 		}
 	}
-}
-
-// ValidateSchedule checks a cron spec the way Schedule parses it.
-func ValidateSchedule(spec string) error {
-	_, err := cron.ParseStandard(strings.TrimSpace(spec))
-	return err
 }
 
 // PeriodOf is the month of t in Europe/Paris.

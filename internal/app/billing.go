@@ -43,9 +43,6 @@ func (a *App) buildShopAppAndBilling(ctx context.Context, w pipelines.Wiring, si
 	if a.ShopApp != nil {
 		a.Billing.Catalogue = a.ShopApp
 	}
-	if err := pipelines.ValidateSchedule(cfg.Billing.Schedule); err != nil {
-		return fmt.Errorf("PASSERELLE_BILLING_SCHEDULE: %w", err)
-	}
 	if cfg.SFTP.Addr != "" {
 		up, err := NewUploader(cfg, sftp.NewMetrics(a.Registry))
 		if err != nil {

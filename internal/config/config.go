@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -228,6 +229,9 @@ func (c Config) Validate() error {
 	}
 	if c.ShopApp.Concurrency < 1 {
 		bad("SHOPAPP_CONCURRENCY", "must be at least 1")
+	}
+	if _, err := cron.ParseStandard(strings.TrimSpace(c.Billing.Schedule)); err != nil {
+		bad("BILLING_SCHEDULE", "%q is not a cron schedule (minute hour day month weekday): %v", c.Billing.Schedule, err)
 	}
 	if c.SFTP.Addr != "" {
 		if c.SFTP.KnownHosts == "" {

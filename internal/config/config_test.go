@@ -64,6 +64,7 @@ func TestBadValuesNameTheVariable(t *testing.T) {
 		{"PASSERELLE_BILLING_BOM=perhaps", "PASSERELLE_BILLING_BOM"},
 		{"PASSERELLE_SFTP_ADDR=h:22", "PASSERELLE_SFTP_KNOWN_HOSTS"},
 		{"PASSERELLE_LOG_LEVEL=loud", "PASSERELLE_LOG_LEVEL"},
+		{"PASSERELLE_BILLING_SCHEDULE=every monday", "PASSERELLE_BILLING_SCHEDULE"},
 	} {
 		t.Run(tc.env, func(t *testing.T) {
 			_, err := LoadFrom(context.Background(), []string{tc.env})

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/connectors/sftp"
+	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/pipelines"
+)
+
+// The provisioning commands talk to Shop Application (here its simulator) and creation is
+// idempotent on guid.
+func TestShopAppCommands(t *testing.T) {
+	clearPasserelleEnv(t)
+	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	t.Setenv("PASSERELLE_DATA_DIR", t.TempDir())
+	t.Setenv("PASSERELLE_SHOPAPP_URL", sim.URL())
+	t.Setenv("PASSERELLE_SHOPAPP_CLIENT_ID", sim.ClientID())
+	t.Setenv("PASSERELLE_SHOPAPP_CLIENT_SECRET", sim.ClientSecret())
+
+	create := []string{"shopapp", "create", "--guid", "cli-1", "--prestations", "IN-BTQST-S,IN-BTQZ-AMM", "--company", "ACME", "--email", "a@acme.fr"}
+	code, stdout, stderr := runCLI(create...)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	var res map[string]string
+	require.NoError(t, json.Unmarshal([]byte(stdout), &res))
+	key := res["sa_key"]
+	require.NotEmpty(t, key)
+
+	code, stdout, stderr = runCLI(create...)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, key, "the same guid gives the same interface")
+	require.Len(t, sim.Interfaces(), 1)
+
+	require.NoError(t, sim.AdvanceInstall(key))
+	code, stdout, stderr = runCLI("shopapp", "delete", "--key", key)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	require.Contains(t, stdout, "date_suppression")
+	code, _, stderr = runCLI("shopapp", "reactivate", "--key", key)
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"shopapp"}, exitUsage, "usage: passerelle shopapp"},
+		{[]string{"shopapp", "explode"}, exitUsage, `unknown shopapp command "explode"`},
+		{[]string{"shopapp", "create", "--guid", "x"}, exitUsage, "needs a guid and prestations"},
+		{[]string{"shopapp", "delete"}, exitUsage, "needs an interface key"},
+		{[]string{"shopapp", "create", "--guid", "two-setups", "--prestations", "IN-BTQST-S,IN-VITRINE-S"}, exitFailed, "400"},
+	} {
+		code, _, stderr := runCLI(tc.args...)
+		require.Equal(t, tc.code, code, "%v: %s", tc.args, stderr)
+		require.Contains(t, stderr, tc.want, "%v", tc.args)
+	}
+
+	t.Setenv("PASSERELLE_SHOPAPP_URL", "")
+	code, _, stderr = runCLI("shopapp", "delete", "--key", key)
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "PASSERELLE_SHOPAPP_URL is empty")
+}
+
+// billing run and status go through the running daemon: a dry run prints the file, a run uploads
+// it once, a second run says it was already uploaded.
+func TestBillingCommands(t *testing.T) {
+	clearPasserelleEnv(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	root := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(root, "depot"), 0o750))
+	depot, err := sftp.StartServer(ctx, sftp.ServerConfig{Root: root, User: "u", Password: "p"})
+	require.NoError(t, err)
+	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	require.NoError(t, depot.WriteKnownHosts(knownHosts))
+
+	cfg, err := config.LoadFrom(ctx, []string{
+		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0", "PASSERELLE_DATA_DIR=" + t.TempDir(),
+		"PASSERELLE_SHOPAPP_URL=" + sim.URL(), "PASSERELLE_SHOPAPP_CLIENT_ID=" + sim.ClientID(),
+		"PASSERELLE_SHOPAPP_CLIENT_SECRET=" + sim.ClientSecret(), "PASSERELLE_SHOPAPP_RATE=100",
+		"PASSERELLE_SFTP_ADDR=" + depot.Addr(), "PASSERELLE_SFTP_USER=u", "PASSERELLE_SFTP_PASSWORD=p",
+		"PASSERELLE_SFTP_KNOWN_HOSTS=" + knownHosts,
+	})
+	require.NoError(t, err)
+	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
+	require.NoError(t, err)
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			require.NoError(t, err)
+		case <-time.After(20 * time.Second):
+			t.Error("app did not stop")
+		}
+	})
+	require.Eventually(t, func() bool {
+		resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
+		if err != nil {
+			return false
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, 20*time.Second, 20*time.Millisecond)
+	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
+
+	// An interface created and installed last month: it is billed for this month.
+	key, err := a.ShopApp.CreateInterface(ctx, shopapp.CreateRequest{GUID: "bill-1", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}, Client: shopapp.Customer{Company: "ACME"}})
+	require.NoError(t, err)
+	require.NoError(t, sim.AdvanceInstall(key))
+	_, err = a.Poller.Poll(ctx)
+	require.NoError(t, err)
+	period := pipelines.PeriodOf(time.Now()).String()
+	require.Eventually(t, func() bool {
+		code, stdout, _ := runCLI("billing", "run", "--period", period, "--dry-run")
+		return code == exitOK && strings.Contains(stdout, key)
+	}, 20*time.Second, 50*time.Millisecond, "the ledger never got the interface")
+
+	code, stdout, stderr := runCLI("billing", "run", "--period", period, "--dry-run")
+	require.Equal(t, exitOK, code, stderr)
+	require.True(t, strings.HasPrefix(stdout, "periode;reference_client;"), stdout)
+	_, err = os.Stat(filepath.Join(root, "depot", pipelines.FileName(pipelines.PeriodOf(time.Now()))))
+	require.True(t, os.IsNotExist(err), "a dry run uploads nothing")
+
+	code, stdout, stderr = runCLI("billing", "run", "--period", period)
+	require.Equal(t, exitOK, code, stderr)
+	require.Contains(t, stdout, "uploaded to /depot/clients_a_facturer_"+period+".csv")
+	code, stdout, _ = runCLI("billing", "run", "--period", period)
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, "already uploaded")
+	code, stdout, _ = runCLI("billing", "status")
+	require.Equal(t, exitOK, code)
+	require.Contains(t, stdout, period)
+	require.Contains(t, stdout, "uploaded")
+
+	code, _, stderr = runCLI("billing", "run", "--period", "2026-13")
+	require.Equal(t, exitUsage, code)
+	require.Contains(t, stderr, "--period")
+}
