@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,9 +48,11 @@ func TestMain(m *testing.M) {
 func daemonBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
+		// go test puts its own go command first on PATH.
 		goBin, err := exec.LookPath("go")
 		if err != nil {
-			goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+			binErr = fmt.Errorf("no go command on PATH: %w", err)
+			return
 		}
 		binPath = filepath.Join(binDir, "passerelle")
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
