@@ -1,9 +1,13 @@
 package app_test
 
 import (
+	"context"
 	"net/http"
+	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/stretchr/testify/require"
 )
 
@@ -34,4 +38,26 @@ func TestAdminToken(t *testing.T) {
 		resp.Body.Close()
 		require.Equal(t, tc.want, resp.StatusCode, "%s with %q", tc.path, tc.auth)
 	}
+}
+
+// Dedupe keys older than the window are pruned at start (and hourly); recent ones stay.
+func TestOldDedupeKeysArePruned(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "PASSERELLE_DEDUPE_WINDOW=1h")
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(f.DataDir, "passerelle.db"))
+	require.NoError(t, err)
+	now := time.Now()
+	require.NoError(t, st.CommitKey(ctx, "leads", "old", "evt-old", now.Add(-2*time.Hour)))
+	require.NoError(t, st.CommitKey(ctx, "leads", "recent", "evt-recent", now.Add(-time.Minute)))
+	require.NoError(t, st.Close())
+
+	a := f.start()
+	require.Eventually(t, func() bool {
+		_, seen, err := a.Store.SeenKey(ctx, "leads", "old", time.Time{})
+		return err == nil && !seen
+	}, 10*time.Second, 20*time.Millisecond, "the old key was never pruned")
+	_, seen, err := a.Store.SeenKey(ctx, "leads", "recent", time.Time{})
+	require.NoError(t, err)
+	require.True(t, seen, "a key inside the window stays")
 }

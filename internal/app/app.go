@@ -135,6 +135,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if err := a.buildShopAppAndBilling(ctx, w, sink, httpMetrics); err != nil {
 		return nil, err
 	}
+	// Dedupe keys older than the window can never match again: drop them so the table stays small.
+	a.background = append(a.background, func(ctx context.Context) {
+		pruneEvery(ctx, time.Hour, func(ctx context.Context) {
+			if n, err := a.Store.PruneKeys(ctx, now().Add(-cfg.DedupeWindow)); err != nil {
+				log.Warn("prune dedupe keys", "error", err)
+			} else if n > 0 {
+				log.Debug("pruned dedupe keys", "count", n)
+			}
+		})
+	})
 
 	webhooks := httpapi.NewWebhookMetrics(a.Registry)
 	mux := http.NewServeMux()
@@ -246,6 +256,20 @@ func (a *App) close() {
 		}
 	}
 	a.closers = nil
+}
+
+// pruneEvery runs f now and then every interval until ctx is done.
+func pruneEvery(ctx context.Context, interval time.Duration, f func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		f(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // StoreDSN is the configured store, SQLite under the data dir by default.
