@@ -36,7 +36,7 @@ type SubscriberFactory func(ctx context.Context, durable, topic string) (message
 
 // DedupeStore remembers which leads were already forwarded.
 type DedupeStore interface {
-	SeenKey(ctx context.Context, scope, key string, since time.Time) (eventID string, seen bool, err error)
+	SeenKeys(ctx context.Context, scope string, keys []string, since time.Time) (map[string]string, error)
 	CommitKey(ctx context.Context, scope, key, eventID string, at time.Time) error
 }
 
@@ -132,50 +132,45 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 	if err != nil {
 		return nil, Permanent(err)
 	}
-	var outs []*message.Message
-	for _, it := range items {
-		out, err := n.normalize(msg, it)
-		if err != nil {
-			return nil, err
+	leads := make([]transforms.Lead, len(items))
+	keys := make([]string, len(items))
+	for i, it := range items {
+		var rl ReceivedLead
+		if err := json.Unmarshal(it.Payload, &rl); err != nil {
+			return nil, Permanent(fmt.Errorf("decode received lead: %w", err))
 		}
-		if out != nil {
-			outs = append(outs, out)
+		if leads[i], err = transforms.NormalizeLead(rl.Input, rl.ReceivedAt); err != nil {
+			return nil, Permanent(fmt.Errorf("normalise lead %s: %w", rl.EventID, err))
 		}
+		keys[i] = transforms.LeadDedupeKey(leads[i])
 	}
-	return outs, nil
-}
-
-// normalize handles one lead of the message msg (itself, or one of the batch it carries).
-func (n *LeadNormalizer) normalize(msg, item *message.Message) (*message.Message, error) {
-	var rl ReceivedLead
-	if err := json.Unmarshal(item.Payload, &rl); err != nil {
-		return nil, Permanent(fmt.Errorf("decode received lead: %w", err))
-	}
-	lead, err := transforms.NormalizeLead(rl.Input, rl.ReceivedAt)
-	if err != nil {
-		return nil, Permanent(fmt.Errorf("normalise lead %s: %w", rl.EventID, err))
-	}
-	key := transforms.LeadDedupeKey(lead)
+	// One lookup for the whole batch. Two leads of one batch with the same key both pass: neither
+	// is forwarded yet, and a key only counts once its lead reached the CRM.
+	var seen map[string]string
 	if n.Window > 0 {
-		prev, seen, err := n.Store.SeenKey(msg.Context(), dedupeScopeLeads, key, n.Now().Add(-n.Window))
-		if err != nil {
+		if seen, err = n.Store.SeenKeys(msg.Context(), dedupeScopeLeads, keys, n.Now().Add(-n.Window)); err != nil {
 			return nil, fmt.Errorf("dedupe lookup: %w", err)
 		}
+	}
+	outs := make([]*message.Message, 0, len(items))
+	for i, lead := range leads {
+		key := keys[i]
 		// The same event again (a redelivery or a replay) passes: receivers recognise its id.
-		if seen && prev != lead.EventID {
+		if prev, ok := seen[key]; ok && prev != lead.EventID {
 			markDuplicate(msg)
 			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", redact.Hash(key))
-			return nil, nil
+			continue
 		}
+		payload, err := json.Marshal(lead)
+		if err != nil {
+			return nil, Permanent(fmt.Errorf("encode lead: %w", err))
+		}
+		out := message.NewMessage(lead.EventID, payload)
+		out.Metadata = copyMeta(items[i].Metadata)
+		out.Metadata.Set(metaDedupeKey, key)
+		outs = append(outs, out)
 	}
-	payload, err := json.Marshal(lead)
-	if err != nil {
-		return nil, Permanent(fmt.Errorf("encode lead: %w", err))
-	}
-	out := message.NewMessage(lead.EventID, payload)
-	out.Metadata = copyMeta(item.Metadata)
-	out.Metadata.Set(metaDedupeKey, key)
-	return out, nil
+	return outs, nil
 }
 
 // LeadEvent turns a normalised lead into the CRM event of the lead.created type.

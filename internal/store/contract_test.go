@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,10 +35,12 @@ func testDedupeKeys(t *testing.T, s *Store) {
 
 	check := func(t *testing.T, scope, key string, since time.Time, wantID string, wantSeen bool) {
 		t.Helper()
-		id, seen, err := s.SeenKey(ctx, scope, key, since)
+		many, err := s.SeenKeys(ctx, scope, []string{key, "email:never@example.com"}, since)
 		require.NoError(t, err)
+		id, seen := many[key]
 		assert.Equal(t, wantSeen, seen, "seen")
 		assert.Equal(t, wantID, id, "event id")
+		assert.Len(t, many, map[bool]int{true: 1, false: 0}[wantSeen], "only committed keys answer")
 	}
 	for _, tc := range []struct {
 		name     string
@@ -56,6 +59,22 @@ func testDedupeKeys(t *testing.T, s *Store) {
 		t.Run(tc.name, func(t *testing.T) { check(t, tc.scope, tc.key, tc.since, tc.wantID, tc.wantSeen) })
 	}
 
+	t.Run("batch lookup of more keys than one query holds", func(t *testing.T) {
+		keys := make([]string, 1200)
+		for i := range keys {
+			keys[i] = fmt.Sprintf("bulk:%d", i)
+			if i%100 == 0 {
+				require.NoError(t, s.CommitKey(ctx, "bulk", keys[i], fmt.Sprintf("ev-bulk-%d", i), base))
+			}
+		}
+		many, err := s.SeenKeys(ctx, "bulk", keys, base.Add(-time.Hour))
+		require.NoError(t, err)
+		assert.Len(t, many, 12)
+		assert.Equal(t, "ev-bulk-1100", many["bulk:1100"])
+		none, err := s.SeenKeys(ctx, "bulk", nil, time.Time{})
+		require.NoError(t, err)
+		assert.Empty(t, none)
+	})
 	t.Run("later commit refreshes", func(t *testing.T) {
 		require.NoError(t, s.CommitKey(ctx, "leads", "email:a@example.com", "ev-2", base.Add(2*time.Hour)))
 		check(t, "leads", "email:a@example.com", base.Add(time.Hour), "ev-2", true)

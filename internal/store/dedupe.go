@@ -2,26 +2,45 @@ package store
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
-// SeenKey reports whether key was committed in scope at or after since, and by which event. Keys
-// committed before since have aged out of the dedupe window and count as unseen.
-func (s *Store) SeenKey(ctx context.Context, scope, key string, since time.Time) (eventID string, seen bool, err error) {
-	err = s.rdb.QueryRowContext(ctx,
-		s.rebind(`SELECT event_id FROM dedupe_keys WHERE scope = ? AND dedupe_key = ? AND at_ms >= ?`),
-		scope, key, toMS(since)).Scan(&eventID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", false, nil
+// SeenKeys returns the event of each of keys committed in scope at or after since; keys absent
+// from the map are unseen (never committed, or aged out of the dedupe window). A batch of records
+// costs one query instead of one per record.
+func (s *Store) SeenKeys(ctx context.Context, scope string, keys []string, since time.Time) (map[string]string, error) {
+	seen := make(map[string]string)
+	// Chunks stay well under SQLite's and PostgreSQL's limits on bound parameters.
+	for start := 0; start < len(keys); start += 500 {
+		chunk := keys[start:min(start+500, len(keys))]
+		args := make([]any, 0, len(chunk)+2)
+		args = append(args, scope, toMS(since))
+		for _, k := range chunk {
+			args = append(args, k)
+		}
+		q := `SELECT dedupe_key, event_id FROM dedupe_keys WHERE scope = ? AND at_ms >= ? AND dedupe_key IN (?` +
+			strings.Repeat(", ?", len(chunk)-1) + `)`
+		rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
+		if err != nil {
+			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
+		}
+		for rows.Next() {
+			var k, ev string
+			if err := rows.Scan(&k, &ev); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
+			}
+			seen[k] = ev
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
+		}
 	}
-	if err != nil {
-		// The key itself may be derived from personal data, so only the scope is named.
-		return "", false, fmt.Errorf("look up dedupe key in scope %s: %w", scope, err)
-	}
-	return eventID, true, nil
+	return seen, nil
 }
 
 // CommitKey records that eventID claimed key in scope at at. A later commit of the same key refreshes

@@ -117,9 +117,9 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 							return err
 						}
 						// Reads interleave with writes, as the pipelines do.
-						if _, seen, err := s.SeenKey(ctx, "load", key, base); err != nil {
+						if seen, err := s.SeenKeys(ctx, "load", []string{key}, base); err != nil {
 							return err
-						} else if !seen {
+						} else if _, ok := seen[key]; !ok {
 							return fmt.Errorf("key %s not seen after commit", key)
 						}
 					}
