@@ -124,12 +124,14 @@ func TestCheckConfigMaskLine(t *testing.T) {
 }
 
 // dlq list talks to a running daemon's admin API.
-func TestDLQListAgainstRunningDaemon(t *testing.T) {
-	clearPasserelleEnv(t)
-	cfg, err := config.LoadFrom(context.Background(), []string{
+// startDaemon runs the app in-process on loopback ports with env (PASSERELLE_* lines) and points
+// the CLI's PASSERELLE_ADMIN_ADDR at it; the daemon stops at cleanup.
+func startDaemon(t *testing.T, env ...string) *app.App {
+	t.Helper()
+	cfg, err := config.LoadFrom(context.Background(), append([]string{
 		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0",
 		"PASSERELLE_DATA_DIR=" + t.TempDir(), "PASSERELLE_SHUTDOWN_TIMEOUT=10s",
-	})
+	}, env...))
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
@@ -156,8 +158,13 @@ func TestDLQListAgainstRunningDaemon(t *testing.T) {
 		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 20*time.Second, 20*time.Millisecond)
-
 	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
+	return a
+}
+
+func TestDLQListAgainstRunningDaemon(t *testing.T) {
+	clearPasserelleEnv(t)
+	startDaemon(t)
 	code, stdout, stderr := runCLI("dlq", "list")
 	require.Equal(t, exitOK, code, "stderr: %s", stderr)
 	require.Empty(t, stderr)

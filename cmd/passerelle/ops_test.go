@@ -3,8 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,8 +13,6 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/connectors/shopapp"
-	"github.com/passerelle/passerelle/internal/app"
-	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -90,36 +86,12 @@ func TestBillingCommands(t *testing.T) {
 	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
 	require.NoError(t, depot.WriteKnownHosts(knownHosts))
 
-	cfg, err := config.LoadFrom(ctx, []string{
-		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0", "PASSERELLE_DATA_DIR=" + t.TempDir(),
-		"PASSERELLE_SHOPAPP_URL=" + sim.URL(), "PASSERELLE_SHOPAPP_CLIENT_ID=" + sim.ClientID(),
-		"PASSERELLE_SHOPAPP_CLIENT_SECRET=" + sim.ClientSecret(), "PASSERELLE_SHOPAPP_RATE=100",
-		"PASSERELLE_SFTP_ADDR=" + depot.Addr(), "PASSERELLE_SFTP_USER=u", "PASSERELLE_SFTP_PASSWORD=p",
-		"PASSERELLE_SFTP_KNOWN_HOSTS=" + knownHosts,
-	})
-	require.NoError(t, err)
-	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	require.NoError(t, err)
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("app did not stop")
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
-	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
+	a := startDaemon(t,
+		"PASSERELLE_SHOPAPP_URL="+sim.URL(), "PASSERELLE_SHOPAPP_CLIENT_ID="+sim.ClientID(),
+		"PASSERELLE_SHOPAPP_CLIENT_SECRET="+sim.ClientSecret(), "PASSERELLE_SHOPAPP_RATE=100",
+		"PASSERELLE_SFTP_ADDR="+depot.Addr(), "PASSERELLE_SFTP_USER=u", "PASSERELLE_SFTP_PASSWORD=p",
+		"PASSERELLE_SFTP_KNOWN_HOSTS="+knownHosts,
+	)
 
 	// An interface created and installed last month: it is billed for this month.
 	key, err := a.ShopApp.CreateInterface(ctx, shopapp.CreateRequest{GUID: "bill-1", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}, Client: shopapp.Customer{Company: "ACME"}})
