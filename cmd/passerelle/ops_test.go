@@ -93,7 +93,7 @@ func TestBillingCommands(t *testing.T) {
 		"PASSERELLE_SFTP_KNOWN_HOSTS="+knownHosts,
 	)
 
-	// An interface created and installed last month: it is billed for this month.
+	// An interface created and installed now: it is billed for the current month.
 	key, err := a.ShopApp.CreateInterface(ctx, shopapp.CreateRequest{GUID: "bill-1", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}, Client: shopapp.Customer{Company: "ACME"}})
 	require.NoError(t, err)
 	require.NoError(t, sim.AdvanceInstall(key))
