@@ -222,9 +222,9 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	return true, nil
 }
 
-// retryable: 429 and 5xx per the contract, and 408, which says nothing against the request.
+// retryable: 429 and 5xx, as the CRM contract says; every other 4xx, 408 included, is permanent.
 func retryable(status int) bool {
-	return status == http.StatusTooManyRequests || status == http.StatusRequestTimeout || status >= 500
+	return status == http.StatusTooManyRequests || status >= 500
 }
 
 // retryAfter reads Retry-After where httpclient's backoff honours it, on 429 and 503.
