@@ -286,8 +286,8 @@ func testState(t *testing.T, s *Store) {
 
 	require.NoError(t, s.PutState(ctx, ns, "p-1", []byte("a")))
 	require.NoError(t, s.PutState(ctx, "other", "p-1", []byte("other ns")))
-	require.NoError(t, s.DeleteState(ctx, ns, "cursor"))
-	require.NoError(t, s.DeleteState(ctx, ns, "cursor"), "delete twice")
+	require.NoError(t, s.PutStates(ctx, ns, nil, []string{"cursor"}))
+	require.NoError(t, s.PutStates(ctx, ns, nil, []string{"cursor"}), "delete twice")
 	got, err := s.ListState(ctx, ns)
 	require.NoError(t, err)
 	assert.Equal(t, map[string][]byte{"p-1": []byte("a")}, got)

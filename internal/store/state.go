@@ -35,15 +35,6 @@ func (s *Store) PutState(ctx context.Context, ns, key string, v []byte) error {
 	return nil
 }
 
-// DeleteState removes key from ns. Removing a missing key does nothing.
-func (s *Store) DeleteState(ctx context.Context, ns, key string) error {
-	if _, err := s.db.ExecContext(ctx,
-		s.rebind(`DELETE FROM state WHERE namespace = ? AND name = ?`), ns, key); err != nil {
-		return fmt.Errorf("delete state %s/%s: %w", ns, key, err)
-	}
-	return nil
-}
-
 // ListState returns every key and value in ns.
 func (s *Store) ListState(ctx context.Context, ns string) (map[string][]byte, error) {
 	rows, err := s.rdb.QueryContext(ctx, s.rebind(`SELECT name, data FROM state WHERE namespace = ?`), ns)
