@@ -1,0 +1,75 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// make run's promise: the sandbox starts on the embedded default, leads flow to the simulated CRM,
+// Shop Application is polled, and it stops cleanly.
+func TestSandboxShowsRecordsFlowing(t *testing.T) {
+	clearPasserelleEnv(t)
+	t.Setenv("PASSERELLE_HTTP_ADDR", "127.0.0.1:0")
+	t.Setenv("PASSERELLE_ADMIN_ADDR", "127.0.0.1:0")
+	t.Setenv("PASSERELLE_DATA_DIR", t.TempDir())
+	t.Setenv("PASSERELLE_LOG_LEVEL", "warn")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, w := io.Pipe()
+	done := make(chan error, 1)
+	go func() {
+		done <- sandbox(ctx, []string{"--lead-every", "100ms"}, w, io.Discard)
+		w.Close()
+	}()
+
+	// The banner says where the metrics are.
+	var metricsURL string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() && metricsURL == "" {
+		if m := regexp.MustCompile(`metrics\s+(http://\S+/metrics)`).FindStringSubmatch(sc.Text()); m != nil {
+			metricsURL = m[1]
+		}
+	}
+	require.NotEmpty(t, metricsURL, "the sandbox prints where the metrics are")
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+
+	counter := func(name, labels string) float64 {
+		resp, err := http.Get(metricsURL)
+		if err != nil {
+			return 0
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, name+"{"+labels+"}") {
+				v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+				return v
+			}
+		}
+		return 0
+	}
+	require.Eventually(t, func() bool {
+		return counter("passerelle_stage_messages_total", `outcome="out",pipeline="leads",stage="crm"`) >= 3
+	}, 30*time.Second, 100*time.Millisecond, "leads never reached the simulated CRM")
+	require.Eventually(t, func() bool {
+		return counter("passerelle_shopapp_polls_total", `outcome="ok"`) >= 1
+	}, 30*time.Second, 100*time.Millisecond, "Shop Application was never polled")
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("the sandbox did not stop")
+	}
+}
