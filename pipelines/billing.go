@@ -165,7 +165,6 @@ type Billing struct {
 	Uploader  FileUploader // nil: uploads are off (dry runs still work)
 	Pub       ContextPublisher
 	CSV       transforms.CSVOptions
-	Dir       string
 	Metrics   *BillingMetrics
 	Log       *slog.Logger
 	Now       func() time.Time

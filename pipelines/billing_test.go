@@ -187,7 +187,7 @@ func billingNow(t testing.TB) func() time.Time {
 func newBilling(t testing.TB, st pipelines.BillingStore, cat pipelines.CatalogueReader, reg prometheus.Registerer) *pipelines.Billing {
 	return &pipelines.Billing{
 		Store: st, Catalogue: cat, Metrics: pipelines.NewBillingMetrics(reg), Log: slogDiscard(), Now: billingNow(t),
-		UploadAttempts: 3, UploadBackoff: 10 * time.Millisecond, Dir: "/depot/",
+		UploadAttempts: 3, UploadBackoff: 10 * time.Millisecond,
 	}
 }
 

@@ -116,11 +116,10 @@ func setMeta(msg *message.Message, eventID, pipeline, source string, receivedAt 
 
 // LeadNormalizer is the leads.normalize stage.
 type LeadNormalizer struct {
-	Store   DedupeStore
-	Window  time.Duration
-	Metrics *Metrics
-	Log     *slog.Logger
-	Now     func() time.Time
+	Store  DedupeStore
+	Window time.Duration
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // Handle normalises a received lead and drops it when another lead with the same contact,
@@ -251,7 +250,7 @@ type LeadsConfig struct {
 
 // AddLeads adds the leads pipeline's handlers: normalize, crm and deadletter.
 func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
-	norm := &LeadNormalizer{Store: cfg.Store, Window: cfg.DedupeWindow, Metrics: w.Metrics, Log: w.Log, Now: w.Now}
+	norm := &LeadNormalizer{Store: cfg.Store, Window: cfg.DedupeWindow, Log: w.Log, Now: w.Now}
 	if err := w.handler(ctx, "leads.normalize", TopicLeadsReceived, TopicLeadsNormalized, norm.Handle); err != nil {
 		return err
 	}

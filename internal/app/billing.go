@@ -37,7 +37,7 @@ func (a *App) buildShopAppAndBilling(ctx context.Context, w pipelines.Wiring, si
 	}
 	a.Billing = &pipelines.Billing{
 		Store: a.Store, Pub: a.Pub, CSV: transforms.CSVOptions{BOM: cfg.Billing.BOM, DecimalComma: cfg.Billing.DecimalComma},
-		Dir: cfg.SFTP.Dir, Metrics: pipelines.NewBillingMetrics(a.Registry), Log: a.Log.With("pipeline", "billing"), Now: w.Now,
+		Metrics: pipelines.NewBillingMetrics(a.Registry), Log: a.Log.With("pipeline", "billing"), Now: w.Now,
 		UploadAttempts: 4, UploadBackoff: 2 * time.Second,
 	}
 	if a.ShopApp != nil {
