@@ -40,13 +40,12 @@ type DedupeStore interface {
 	CommitKey(ctx context.Context, scope, key, eventID string, at time.Time) error
 }
 
-// ReceivedLead is the payload of leads.received: the lead as the source gave it, so a replay runs
-// the same normalisation again.
-type ReceivedLead struct {
-	EventID    string               `json:"event_id"`
-	ReceivedAt time.Time            `json:"received_at"`
-	Input      transforms.LeadInput `json:"input"`
-}
+// SourceIciFormation names the Ici Formation webhook in MetaSource and in event ids.
+const SourceIciFormation = "iciformation"
+
+// A leads.received message is the lead exactly as its source sent it (Ici Formation's JSON
+// object), with MetaSource, MetaEventID and MetaReceivedAt: the normalize stage decodes it with its
+// source's decoder, so a replay runs today's normalisation on what was really received.
 
 // MessagePublisher publishes one message and returns once the broker holds it.
 type MessagePublisher interface {
@@ -81,25 +80,41 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 
 func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
 	now := in.Now().UTC()
-	input := leadInput(l)
 	// Reject now what the normalize stage would reject, so the partner hears about it.
-	lead, err := transforms.NormalizeLead(input, now)
+	lead, err := transforms.NormalizeLead(leadInput(l), now)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", iciformation.ErrInvalidLead, err)
 	}
-	input.EventID = lead.EventID // the normalize stage reuses it rather than canonicalise again
-	payload, err := json.Marshal(ReceivedLead{EventID: lead.EventID, ReceivedAt: now, Input: input})
-	if err != nil {
-		return nil, fmt.Errorf("encode lead: %w", err)
-	}
-	msg := message.NewMessage(lead.EventID, payload)
-	setMeta(msg, lead.EventID, PipelineLeads, input.Source, now)
+	msg := message.NewMessage(lead.EventID, message.Payload(l.Raw))
+	setMeta(msg, lead.EventID, PipelineLeads, SourceIciFormation, now)
 	return msg, nil
+}
+
+// receivedLead decodes a leads.received message with its source's decoder.
+func receivedLead(msg *message.Message) (transforms.LeadInput, time.Time, error) {
+	var in transforms.LeadInput
+	switch source := msg.Metadata.Get(MetaSource); source {
+	case SourceIciFormation:
+		l, err := iciformation.DecodeLead(msg.Payload)
+		if err != nil {
+			return in, time.Time{}, err
+		}
+		in = leadInput(l)
+	default:
+		return in, time.Time{}, fmt.Errorf("unknown lead source %q", source)
+	}
+	at, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetaReceivedAt))
+	if err != nil {
+		return in, time.Time{}, fmt.Errorf("%s: %w", MetaReceivedAt, err)
+	}
+	// The id was derived at ingest: canonicalising the payload again would give the same.
+	in.EventID = msg.Metadata.Get(MetaEventID)
+	return in, at, nil
 }
 
 func leadInput(l iciformation.Lead) transforms.LeadInput {
 	return transforms.LeadInput{
-		Source: "iciformation", LastName: l.Nom, FirstName: l.Prenom, Title: l.Civilite,
+		Source: SourceIciFormation, LastName: l.Nom, FirstName: l.Prenom, Title: l.Civilite,
 		Phone: l.Tel, Email: l.Email, City: l.Ville, PostalCode: l.CodePostal,
 		Course: l.Formation, CallbackTime: l.HoraireRappel, Status: l.Statut,
 		Company: l.Client, ClientID: l.IDClient, Raw: l.Raw,
@@ -134,12 +149,12 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 	leads := make([]transforms.Lead, len(items))
 	keys := make([]string, len(items))
 	for i, it := range items {
-		var rl ReceivedLead
-		if err := json.Unmarshal(it.Payload, &rl); err != nil {
-			return nil, Permanent(fmt.Errorf("decode received lead: %w", err))
+		in, at, err := receivedLead(it)
+		if err != nil {
+			return nil, Permanent(fmt.Errorf("decode received lead %s: %w", it.UUID, err))
 		}
-		if leads[i], err = transforms.NormalizeLead(rl.Input, rl.ReceivedAt); err != nil {
-			return nil, Permanent(fmt.Errorf("normalise lead %s: %w", rl.EventID, err))
+		if leads[i], err = transforms.NormalizeLead(in, at); err != nil {
+			return nil, Permanent(fmt.Errorf("normalise lead %s: %w", in.EventID, err))
 		}
 		keys[i] = transforms.LeadDedupeKey(leads[i])
 	}
@@ -160,11 +175,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", redact.Hash(key))
 			continue
 		}
-		payload, err := json.Marshal(lead)
-		if err != nil {
-			return nil, Permanent(fmt.Errorf("encode lead: %w", err))
-		}
-		out := message.NewMessage(lead.EventID, payload)
+		out := message.NewMessage(lead.EventID, lead.AppendJSON(nil))
 		out.Metadata = copyMeta(items[i].Metadata)
 		out.Metadata.Set(metaDedupeKey, key)
 		outs = append(outs, out)

@@ -27,31 +27,23 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	defer st.Close()
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
 
-	received := func(email, formation string) (pipelines.ReceivedLead, transforms.Lead) {
+	// What the webhook publishes: the partner's object as received, and its metadata.
+	received := func(email, formation string) (*message.Message, transforms.Lead) {
 		raw, _ := json.Marshal(map[string]string{"email": email, "formation": formation, "id_client": "1234"})
-		in := transforms.LeadInput{Source: "iciformation", Email: email, Course: formation, ClientID: "1234", Raw: raw}
+		in := transforms.LeadInput{Source: pipelines.SourceIciFormation, Email: email, Course: formation, ClientID: "1234", Raw: raw}
 		lead, err := transforms.NormalizeLead(in, now)
 		require.NoError(t, err)
-		return pipelines.ReceivedLead{EventID: lead.EventID, ReceivedAt: now, Input: in}, lead
+		m := message.NewMessage(lead.EventID, raw)
+		m.Metadata.Set(pipelines.MetaEventID, lead.EventID)
+		m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+		m.Metadata.Set(pipelines.MetaReceivedAt, now.Format(time.RFC3339Nano))
+		return m, lead
 	}
 	a, leadA := received("a@example.com", "Web")
 	b, leadB := received("b@example.com", "Web")
 	dup, _ := received("a@example.com", "web ") // same contact, formation and id_client as a
 	require.NoError(t, st.CommitKey(ctx, "leads", transforms.LeadDedupeKey(leadA), leadA.EventID, now))
-
-	type item struct {
-		UUID     string            `json:"uuid"`
-		Metadata map[string]string `json:"metadata"`
-		Payload  any               `json:"payload"`
-	}
-	var items []item
-	for _, rl := range []pipelines.ReceivedLead{a, b, dup} {
-		items = append(items, item{UUID: rl.EventID, Metadata: map[string]string{pipelines.MetaEventID: rl.EventID}, Payload: rl})
-	}
-	payload, err := json.Marshal(items)
-	require.NoError(t, err)
-	msg := message.NewMessage("batch-1", payload)
-	msg.Metadata.Set(broker.MetaBatch, "3")
+	msg := broker.NewBatch([]*message.Message{a, b, dup})
 
 	n := &pipelines.LeadNormalizer{Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	out, err := n.Handle(msg)
@@ -63,4 +55,31 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	}
 	// a passes (same event as the committed key: a redelivery), b passes, dup is dropped.
 	require.Equal(t, []string{leadA.EventID, leadB.EventID}, ids)
+	var got transforms.Lead
+	require.NoError(t, json.Unmarshal(out[1].Payload, &got))
+	require.Equal(t, leadB, got, "the normalised lead as the CRM stage reads it")
+}
+
+// A received message the normalize stage cannot read is refused for good (it goes to the
+// dead-letter topic), never retried forever.
+func TestLeadNormalizerRefusesUnreadable(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	n := &pipelines.LeadNormalizer{Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	for name, edit := range map[string]func(*message.Message){
+		"unknown source":   func(m *message.Message) { m.Metadata.Set(pipelines.MetaSource, "elsewhere") },
+		"not json":         func(m *message.Message) { m.Payload = []byte("{oops") },
+		"no received time": func(m *message.Message) { m.Metadata.Set(pipelines.MetaReceivedAt, "") },
+		"no contact":       func(m *message.Message) { m.Payload = []byte(`{"nom":"Doe"}`) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			m := message.NewMessage("evt", []byte(`{"email":"a@example.com"}`))
+			m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+			m.Metadata.Set(pipelines.MetaReceivedAt, now.Format(time.RFC3339Nano))
+			edit(m)
+			_, err := n.Handle(m)
+			require.Error(t, err)
+			require.True(t, pipelines.IsPermanent(err), "%v should be permanent", err)
+		})
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/passerelle/passerelle/internal/jsonx"
 )
 
 // LeadInput is a lead as a source received it, each field already flattened to a string.
@@ -110,6 +112,34 @@ func NormalizeLead(in LeadInput, receivedAt time.Time) (Lead, error) {
 		l.Raw = bytes.Clone(in.Raw) // the caller may reuse its buffer
 	}
 	return l, nil
+}
+
+// AppendJSON appends l as JSON: the document json.Marshal writes, fields in the same order, with
+// <, > and & left unescaped, and without its cost: Raw, already valid JSON, is copied as is where
+// json.Marshal would scan and compact it.
+func (l Lead) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"event_id":`...)
+	dst = jsonx.AppendString(dst, l.EventID)
+	dst = append(dst, `,"source":`...)
+	dst = jsonx.AppendString(dst, l.Source)
+	for _, f := range [...]struct{ name, value string }{
+		{`,"last_name":`, l.LastName}, {`,"first_name":`, l.FirstName}, {`,"title":`, l.Title},
+		{`,"email":`, l.Email}, {`,"phone":`, l.Phone}, {`,"phone_raw":`, l.PhoneRaw},
+		{`,"city":`, l.City}, {`,"postal_code":`, l.PostalCode}, {`,"postal_code_raw":`, l.PostalCodeRaw},
+		{`,"course":`, l.Course}, {`,"callback_time":`, l.CallbackTime}, {`,"status":`, l.Status},
+		{`,"company":`, l.Company}, {`,"client_id":`, l.ClientID},
+	} {
+		if f.value != "" {
+			dst = jsonx.AppendString(append(dst, f.name...), f.value)
+		}
+	}
+	dst = append(dst, `,"received_at":"`...)
+	dst = l.ReceivedAt.AppendFormat(dst, time.RFC3339Nano)
+	dst = append(dst, '"')
+	if len(l.Raw) > 0 {
+		dst = append(append(dst, `,"raw":`...), l.Raw...)
+	}
+	return append(dst, '}')
 }
 
 // collapseSpaces trims s and turns each run of inner whitespace into one space.

@@ -178,3 +178,34 @@ func TestLeadJSON(t *testing.T) {
 		`"email":"jean@example.fr","postal_code_raw":"750","received_at":"2026-10-14T09:30:00Z",`+
 		`"raw":{"nom":"Dupont"}}`, string(got))
 }
+
+// AppendJSON writes what json.Marshal writes, for every field filled or empty.
+func TestLeadAppendJSON(t *testing.T) {
+	t.Parallel()
+	full := Lead{
+		EventID: "iciformation_x", Source: "iciformation", LastName: "Dupont \"Jr\"", FirstName: "Zoé\u2028",
+		Title: TitleMme, Email: "zoe@example.fr", Phone: "+33612345678", PhoneRaw: "06 12 34 56 78",
+		City: "saint-denis", PostalCode: "97400", PostalCodeRaw: "974", Course: "Web <avancé> & co",
+		CallbackTime: "14h\t16h", Status: "prospect", Company: "XYZ", ClientID: "1234",
+		ReceivedAt: time.Date(2026, 10, 14, 9, 30, 0, 123456789, time.FixedZone("", 4*3600)),
+		Raw:        json.RawMessage(`{"nom":"Dupont","n":[1,2.5e3,null]}`),
+	}
+	for name, l := range map[string]Lead{
+		"full":  full,
+		"empty": {},
+		"bad utf-8 and controls": {EventID: "a\xffb", Source: "s\x01", Email: "x@y.fr",
+			ReceivedAt: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			want, err := json.Marshal(l)
+			require.NoError(t, err)
+			// json.Marshal escapes <, > and & where AppendJSON does not: compare the documents.
+			got := l.AppendJSON([]byte("prefix"))
+			require.Equal(t, "prefix", string(got[:6]))
+			require.JSONEq(t, string(want), string(got[6:]))
+			var back Lead
+			require.NoError(t, json.Unmarshal(got[6:], &back))
+			require.True(t, back.ReceivedAt.Equal(l.ReceivedAt))
+		})
+	}
+}
