@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/passerelle/passerelle/internal/jsonx"
 )
 
 // CanonicalJSON re-encodes one JSON value with object keys sorted, no
@@ -17,7 +19,22 @@ import (
 // payload sent twice with another key order or layout gives the same bytes.
 // Strings are re-escaped the same way every time (HTML characters are left
 // as is). Duplicate keys keep the last value, as encoding/json does.
+//
+// Event ids are derived from these bytes, so they must never change:
+// jsonx.Canonical handles the common payloads in one pass and gives up on
+// anything it cannot reproduce exactly, which canonicalReference, the
+// definition, then handles.
 func CanonicalJSON(raw []byte) ([]byte, error) {
+	var buf [1024]byte
+	if out, ok := jsonx.Canonical(buf[:0], raw); ok {
+		return bytes.Clone(out), nil // one exact-size allocation
+	}
+	return canonicalReference(raw)
+}
+
+// canonicalReference is what CanonicalJSON means: decode into an any
+// (numbers as json.Number) and encode back, keys sorted by encoding/json.
+func canonicalReference(raw []byte) ([]byte, error) {
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	var v any
@@ -37,24 +54,34 @@ func CanonicalJSON(raw []byte) ([]byte, error) {
 	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
 }
 
-// eventIDEncoding is lower-cased after encoding: base32 keeps ids safe in
-// file names, NATS subjects and URLs.
-var eventIDEncoding = base32.StdEncoding.WithPadding(base32.NoPadding)
+// eventIDEncoding is base32 with a lower-case alphabet, which gives exactly
+// the lower-cased output of base32.StdEncoding: ids stay safe in file names,
+// NATS subjects and URLs.
+var eventIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// eventIDChars is how many base32 characters of the hash an id keeps.
+const eventIDChars = 26
 
 // EventID returns a stable id for a payload received from source:
 // source + "_" + 26 base32 characters (130 bits) of
 // sha256(source + "\x00" + CanonicalJSON(raw)). A payload that is not valid
 // JSON is hashed as is.
 func EventID(source string, raw []byte) string {
-	body, err := CanonicalJSON(raw)
-	if err != nil {
-		body = raw
+	// The hashed input is built in one buffer, on the stack for payloads of
+	// the usual size; the body is CanonicalJSON's, without its copy.
+	var stack [1024]byte
+	buf := append(append(stack[:0], source...), 0)
+	if out, ok := jsonx.Canonical(buf, raw); ok {
+		buf = out
+	} else if body, err := canonicalReference(raw); err == nil {
+		buf = append(buf, body...)
+	} else {
+		buf = append(buf, raw...)
 	}
-	h := sha256.New()
-	h.Write([]byte(source))
-	h.Write([]byte{0})
-	h.Write(body)
-	return source + "_" + strings.ToLower(eventIDEncoding.EncodeToString(h.Sum(nil))[:26])
+	sum := sha256.Sum256(buf)
+	var id [52]byte // eventIDEncoding.EncodedLen(sha256.Size)
+	eventIDEncoding.Encode(id[:], sum[:])
+	return source + "_" + string(id[:eventIDChars])
 }
 
 // LeadDedupeKey returns the key under which two deliveries of one lead are the

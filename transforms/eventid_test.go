@@ -2,8 +2,11 @@ package transforms
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/base32"
 	"encoding/json"
 	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -54,11 +57,20 @@ func FuzzCanonicalJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"b":1,"a":[1,2.50,"x"]}`, `{"nom":"Dupont","tel":102030405,"extra":{"z":null,"y":true}}`,
 		`[]`, `"é\u00e9"`, `1e-7`, `{"a":1,"a":2}`, `{"<":">&"}`, "\"\xff\"", ``, `{`,
+		benchLead, `{"b":{"d":1,"c":2,"d":3},"a":[-0.0,1E+2]}`, "\"\u2028\"", `01`, `{"a":1}]`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := CanonicalJSON(raw)
+		// The fast path must be invisible: same bytes, same success.
+		ref, refErr := canonicalReference(raw)
+		if (err == nil) != (refErr == nil) || !bytes.Equal(got, ref) {
+			t.Fatalf("CanonicalJSON(%q) = %q, %v; canonicalReference = %q, %v", raw, got, err, ref, refErr)
+		}
+		if want := eventIDDefinition("iciformation", raw); EventID("iciformation", raw) != want {
+			t.Fatalf("EventID(%q) = %s, want %s", raw, EventID("iciformation", raw), want)
+		}
 		if err != nil {
 			return
 		}
@@ -123,6 +135,34 @@ func TestEventID(t *testing.T) {
 	})
 }
 
+// eventIDDefinition is EventID as first written, through encoding/json
+// alone: ids must never change.
+func eventIDDefinition(source string, raw []byte) string {
+	body, err := canonicalReference(raw)
+	if err != nil {
+		body = raw
+	}
+	h := sha256.New()
+	h.Write([]byte(source))
+	h.Write([]byte{0})
+	h.Write(body)
+	return source + "_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(h.Sum(nil))[:26])
+}
+
+func TestEventIDMatchesDefinition(t *testing.T) {
+	t.Parallel()
+	for _, raw := range []string{
+		benchLead, `{"b":1,"a":[1,2.50,"x"]}`, `{"a":1,"a":2}`, `[]`, `null`, `"x"`, `-0`,
+		`{"ville":"Saint-\u00c9tienne"}`, "\"\xff\"", "\"a\u2028\"", "not json", ``, `{"a":1} x`,
+		strings.Repeat("[", 100) + strings.Repeat("]", 100), // past the fast path's depth
+		`{"big":"` + strings.Repeat("x", 5000) + `"}`,       // past EventID's stack buffer
+	} {
+		for _, source := range []string{"iciformation", "", strings.Repeat("s", 2000)} {
+			require.Equal(t, eventIDDefinition(source, []byte(raw)), EventID(source, []byte(raw)), "EventID(%q, %q)", source, raw)
+		}
+	}
+}
+
 func TestLeadDedupeKey(t *testing.T) {
 	t.Parallel()
 	base := Lead{Email: "jean.dupont@example.fr", Phone: "+33612345678", Course: "Comptabilité", ClientID: "42"}
@@ -164,4 +204,38 @@ func TestLeadDedupeKey(t *testing.T) {
 	require.Equal(t, LeadDedupeKey(byPhone), LeadDedupeKey(Lead{Phone: "+33612345678", Course: " paie", ClientID: "42"}))
 	require.Regexp(t, `^[0-9a-f]{64}$`, LeadDedupeKey(byPhone))
 	require.NotContains(t, LeadDedupeKey(base), "jean")
+}
+
+// benchLead is a realistic webhook payload, the size the ingest path sees.
+const benchLead = `{"nom":"Doe","prenom":"John","civilite":"M.","tel":"0102030405","email":"john.doe@example.com",` +
+	`"ville":"paris","code_postal":"75001","statut":"prospect","horaire_rappel":"après-midi",` +
+	`"formation":"Développement Web","client":"XYZ Formations","id_client":"1234"}`
+
+func BenchmarkCanonicalJSON(b *testing.B) {
+	for _, bb := range []struct {
+		name string
+		fn   func([]byte) ([]byte, error)
+	}{
+		{"fast", CanonicalJSON},
+		{"reference", canonicalReference},
+	} {
+		b.Run(bb.name, func(b *testing.B) {
+			raw := []byte(benchLead)
+			b.SetBytes(int64(len(raw)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := bb.fn(raw); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkEventID(b *testing.B) {
+	raw := []byte(benchLead)
+	b.ReportAllocs()
+	for b.Loop() {
+		EventID("iciformation", raw)
+	}
 }

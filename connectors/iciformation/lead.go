@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"unicode/utf8"
 
+	"github.com/passerelle/passerelle/internal/jsonx"
 	"github.com/passerelle/passerelle/internal/redact"
 )
 
@@ -60,6 +61,67 @@ type wireLead struct {
 // failing, so that one odd field never loses the lead.
 func DecodeLead(body []byte) (Lead, error) {
 	obj := trimJSONSpace(body)
+	// The fast path reads a valid object in one pass and says so; anything unusual (an escaped
+	// key, deep nesting, any error) goes through encoding/json, which gives the same Lead.
+	var l Lead
+	if jsonx.Object(obj, l.set) {
+		l.Raw = bytes.Clone(obj) // the caller may reuse body
+		return l, nil
+	}
+	return decodeLeadReference(obj)
+}
+
+// set assigns one member of the object to its field, matching names as encoding/json does
+// (exactly, else case-insensitively); the last of repeated members wins, as there.
+func (l *Lead) set(key, value []byte) {
+	if f := l.field(string(key)); f != nil {
+		*f = scalar(value)
+		return
+	}
+	for _, name := range leadFields {
+		if bytes.EqualFold(key, []byte(name)) {
+			*l.field(name) = scalar(value)
+			return
+		}
+	}
+}
+
+// leadFields are the JSON names of Lead's fields.
+var leadFields = [...]string{"nom", "prenom", "civilite", "tel", "email", "ville", "code_postal",
+	"formation", "horaire_rappel", "statut", "client", "id_client"}
+
+func (l *Lead) field(name string) *string {
+	switch name {
+	case "nom":
+		return &l.Nom
+	case "prenom":
+		return &l.Prenom
+	case "civilite":
+		return &l.Civilite
+	case "tel":
+		return &l.Tel
+	case "email":
+		return &l.Email
+	case "ville":
+		return &l.Ville
+	case "code_postal":
+		return &l.CodePostal
+	case "formation":
+		return &l.Formation
+	case "horaire_rappel":
+		return &l.HoraireRappel
+	case "statut":
+		return &l.Statut
+	case "client":
+		return &l.Client
+	case "id_client":
+		return &l.IDClient
+	}
+	return nil
+}
+
+// decodeLeadReference is DecodeLead through encoding/json, for what the fast path leaves.
+func decodeLeadReference(obj []byte) (Lead, error) {
 	// One pass: Unmarshal checks the whole input before decoding anything, so a syntax error
 	// means malformed JSON, and any other valid value than an object is refused below.
 	var w wireLead
@@ -67,7 +129,7 @@ func DecodeLead(body []byte) (Lead, error) {
 	if _, syntax := errors.AsType[*json.SyntaxError](err); syntax {
 		return Lead{}, fmt.Errorf("decode lead: %w: %v", ErrMalformed, err)
 	}
-	if obj[0] != '{' {
+	if len(obj) == 0 || obj[0] != '{' {
 		return Lead{}, fmt.Errorf("decode lead: %w", ErrNotObject)
 	}
 	if err != nil {
@@ -86,7 +148,7 @@ func DecodeLead(body []byte) (Lead, error) {
 		Statut:        scalar(w.Statut),
 		Client:        scalar(w.Client),
 		IDClient:      scalar(w.IDClient),
-		Raw:           bytes.Clone(obj), // the caller may reuse body
+		Raw:           bytes.Clone(obj),
 	}, nil
 }
 

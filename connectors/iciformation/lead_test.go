@@ -3,6 +3,7 @@ package iciformation_test
 import (
 	"encoding/json"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -98,11 +99,20 @@ func FuzzDecodeLead(f *testing.F) {
 		string(iciformation.SeedExample()),
 		`{}`, `[]`, `null`, `{"tel":102030405}`, `{"tel":1.02e9,"nom":null}`,
 		`{"nom":{"a":[1,2]},"email":true}`, `{"nom":"\u00e9\ud800"}`, "{\"nom\":\"\xff\"}", `{"a":`,
+		`{"EMAIL":"a@b.fr","email":"c@d.fr"}`, `{"ſtatut":"x","nom":"a","nom":"b"}`, `{"n\u006fm":"x"}`,
+		` {"tel" : -0.5e+3 , "x":[{"y":[]}] } `, `{"a":1}x`, `{"a":01}`, `{"a":"\q"}`,
 	} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		l, err := iciformation.DecodeLead(body)
+		ref, refErr := iciformation.DecodeLeadReference(body)
+		if (err == nil) != (refErr == nil) {
+			t.Fatalf("DecodeLead error %v, encoding/json's %v", err, refErr)
+		}
+		if !reflect.DeepEqual(l, ref) {
+			t.Fatalf("DecodeLead = %#v, encoding/json gives %#v", l, ref)
+		}
 		if err != nil {
 			if l.Raw != nil {
 				t.Fatalf("Raw set on error: %q", l.Raw)
