@@ -56,30 +56,35 @@ type MessagePublisher interface {
 // the lead is durably published, which is when the webhook may answer 200. Pub is normally a
 // broker.Batcher: concurrent requests share a publish, each still waiting for its own ack.
 type LeadIngest struct {
-	Pub     MessagePublisher
-	Metrics *Metrics
-	Now     func() time.Time
+	pub     MessagePublisher
+	metrics StageCounters
+	now     func() time.Time
+}
+
+// NewLeadIngest returns the ingest stage publishing through pub.
+func NewLeadIngest(pub MessagePublisher, m *Metrics, now func() time.Time) *LeadIngest {
+	return &LeadIngest{pub: pub, metrics: m.Stage(PipelineLeads, "ingest"), now: now}
 }
 
 // AcceptLead implements iciformation.Acceptor.
 func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error {
 	start := time.Now()
-	in.Metrics.Count(PipelineLeads, "ingest", OutcomeIn, 1)
+	in.metrics.In.Inc()
 	msg, err := in.message(l)
 	if err == nil {
-		err = in.Pub.Publish(ctx, msg)
+		err = in.pub.Publish(ctx, msg)
 	}
-	in.Metrics.Observe(PipelineLeads, "ingest", time.Since(start))
+	in.metrics.Duration.Observe(time.Since(start).Seconds())
 	if err != nil {
-		in.Metrics.Count(PipelineLeads, "ingest", OutcomeFailed, 1)
+		in.metrics.Failed.Inc()
 		return err
 	}
-	in.Metrics.Count(PipelineLeads, "ingest", OutcomeOut, 1)
+	in.metrics.Out.Inc()
 	return nil
 }
 
 func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
-	now := in.Now().UTC()
+	now := in.now().UTC()
 	// Reject now what the normalize stage would reject, so the partner hears about it.
 	lead, err := transforms.NormalizeLead(leadInput(l), now)
 	if err != nil {

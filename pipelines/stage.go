@@ -67,6 +67,24 @@ func (m *Metrics) Init(pipeline, stage string) {
 	m.duration.WithLabelValues(pipeline, stage)
 }
 
+// StageCounters are one stage's series, resolved once for a path too hot to look labels up on
+// every message.
+type StageCounters struct {
+	In, Out, Failed prometheus.Counter
+	Duration        prometheus.Observer
+}
+
+// Stage resolves (and creates) the series of a stage.
+func (m *Metrics) Stage(pipeline, stage string) StageCounters {
+	m.Init(pipeline, stage)
+	return StageCounters{
+		In:       m.messages.WithLabelValues(pipeline, stage, OutcomeIn),
+		Out:      m.messages.WithLabelValues(pipeline, stage, OutcomeOut),
+		Failed:   m.messages.WithLabelValues(pipeline, stage, OutcomeFailed),
+		Duration: m.duration.WithLabelValues(pipeline, stage),
+	}
+}
+
 // Count adds n to a stage outcome.
 func (m *Metrics) Count(pipeline, stage, outcome string, n int) {
 	m.messages.WithLabelValues(pipeline, stage, outcome).Add(float64(n))

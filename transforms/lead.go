@@ -13,12 +13,14 @@ import (
 
 // LeadInput is a lead as a source received it, each field already flattened to a string.
 type LeadInput struct {
-	Source                         string          // "iciformation"
-	LastName, FirstName, Title     string          // nom, prenom, civilite
-	Phone, Email, City, PostalCode string          // tel, email, ville, code_postal
-	Course, CallbackTime, Status   string          // formation, horaire_rappel, statut
-	Company, ClientID              string          // client, id_client
-	Raw                            json.RawMessage // the JSON object as received (unknown fields included)
+	Source                         string // "iciformation"
+	LastName, FirstName, Title     string // nom, prenom, civilite
+	Phone, Email, City, PostalCode string // tel, email, ville, code_postal
+	Course, CallbackTime, Status   string // formation, horaire_rappel, statut
+	Company, ClientID              string // client, id_client
+	// Raw is the JSON object as received, unknown fields included. It must be valid JSON (the
+	// source's decoder checked it): the Lead embeds it as is.
+	Raw json.RawMessage
 	// EventID, when set, is the id already derived from Source and Raw (canonicalising a payload
 	// is the costliest step, so a later stage reuses the first one's result). Empty: derived here.
 	EventID string
@@ -74,8 +76,7 @@ func NormalizeTitle(raw string) string {
 // city is lower-cased. An invalid email or phone is dropped, but when neither
 // is usable the error wraps ErrNoContact. An invalid postal code is never an
 // error: PostalCode stays empty and PostalCodeRaw keeps what was sent.
-// EventID is EventID(in.Source, in.Raw); Raw is kept only when it is valid
-// JSON, so that the Lead always marshals.
+// EventID is EventID(in.Source, in.Raw) unless in.EventID is set.
 func NormalizeLead(in LeadInput, receivedAt time.Time) (Lead, error) {
 	email, emailErr := NormalizeEmail(in.Email)
 	phone, phoneErr := NormalizePhone(in.Phone)
@@ -108,9 +109,7 @@ func NormalizeLead(in LeadInput, receivedAt time.Time) (Lead, error) {
 	} else {
 		l.PostalCodeRaw = in.PostalCode
 	}
-	if json.Valid(in.Raw) {
-		l.Raw = bytes.Clone(in.Raw) // the caller may reuse its buffer
-	}
+	l.Raw = bytes.Clone(in.Raw) // the caller may reuse its buffer
 	return l, nil
 }
 

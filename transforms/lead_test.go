@@ -112,9 +112,9 @@ func TestNormalizeLead(t *testing.T) {
 			func(l *Lead) { l.CallbackTime = "14H-16H" },
 		},
 		{
-			"invalid raw dropped, still hashed",
-			func(in *LeadInput) { in.Raw = json.RawMessage("{oops") },
-			func(l *Lead) { l.Raw, l.EventID = nil, EventID("iciformation", []byte("{oops")) },
+			"event id given",
+			func(in *LeadInput) { in.EventID = "iciformation_given" },
+			func(l *Lead) { l.EventID = "iciformation_given" },
 		},
 	}
 	for _, tt := range tests {

@@ -156,7 +156,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		// Up to 256 concurrent leads share one publish; two batches in flight keep the broker busy.
 		batcher := broker.NewBatcher(a.Pub, pipelines.TopicLeadsReceived, 256, 2)
 		a.closers = append(a.closers, func() error { batcher.Close(); return nil })
-		ingest := &pipelines.LeadIngest{Pub: batcher, Metrics: metrics, Now: now}
+		ingest := pipelines.NewLeadIngest(batcher, metrics, now)
 		metrics.Init(pipelines.PipelineLeads, "ingest")
 		mux.Handle("/webhooks/iciformation", webhooks.Instrument("iciformation", iciformation.NewHandler(iciformation.HandlerConfig{
 			Auth: httpapi.TokenAuth{Scheme: scheme, Token: cfg.IciFormation.Token}, Logger: log.With("source", "iciformation"),

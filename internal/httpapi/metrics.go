@@ -41,12 +41,13 @@ func (m *WebhookMetrics) Instrument(source string, h http.Handler) http.Handler 
 		return h
 	}
 	// The answers webhook handlers give, created up front so that rate() over errors works
-	// before the first error.
+	// before the first error, and resolved once: the label lookup costs more than the count.
+	known := map[int]prometheus.Counter{}
 	for _, c := range []int{
-		http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized,
+		http.StatusOK, http.StatusBadRequest, http.StatusUnauthorized, http.StatusMethodNotAllowed,
 		http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusServiceUnavailable,
 	} {
-		m.requests.WithLabelValues(source, strconv.Itoa(c))
+		known[c] = m.requests.WithLabelValues(source, strconv.Itoa(c))
 	}
 	duration := m.duration.WithLabelValues(source)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -54,6 +55,10 @@ func (m *WebhookMetrics) Instrument(source string, h http.Handler) http.Handler 
 		sw := &statusWriter{ResponseWriter: w}
 		h.ServeHTTP(sw, r)
 		duration.Observe(time.Since(start).Seconds())
+		if c, ok := known[sw.status()]; ok {
+			c.Inc()
+			return
+		}
 		m.requests.WithLabelValues(source, strconv.Itoa(sw.status())).Inc()
 	})
 }

@@ -63,7 +63,7 @@ func TestWebhookMetricsPrecreatesSeries(t *testing.T) {
 	t.Parallel()
 	reg := prometheus.NewPedanticRegistry()
 	httpapi.NewWebhookMetrics(reg).Instrument("iciformation", http.NotFoundHandler())
-	require.Equal(t, 6, testutil.CollectAndCount(reg, "passerelle_webhook_requests_total"))
+	require.Equal(t, 7, testutil.CollectAndCount(reg, "passerelle_webhook_requests_total"))
 	require.Zero(t, counter(t, reg, "iciformation", "503"))
 }
 
