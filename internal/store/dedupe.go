@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -13,16 +14,23 @@ import (
 func (s *Store) SeenKeys(ctx context.Context, scope string, keys []string, since time.Time) (map[string]string, error) {
 	seen := make(map[string]string)
 	// Chunks stay well under SQLite's and PostgreSQL's limits on bound parameters.
-	for start := 0; start < len(keys); start += 500 {
-		chunk := keys[start:min(start+500, len(keys))]
-		args := make([]any, 0, len(chunk)+2)
-		args = append(args, scope, toMS(since))
-		for _, k := range chunk {
-			args = append(args, k)
+	for start := 0; start < len(keys); start += maxSeenChunk {
+		chunk := keys[start:min(start+maxSeenChunk, len(keys))]
+		size := 1
+		for size < len(chunk) {
+			size *= 2
 		}
-		q := `SELECT dedupe_key, event_id FROM dedupe_keys WHERE scope = ? AND at_ms >= ? AND dedupe_key IN (?` +
-			strings.Repeat(", ?", len(chunk)-1) + `)`
-		rows, err := s.rdb.QueryContext(ctx, s.rebind(q), args...)
+		stmt, err := s.seenStmt(ctx, size)
+		if err != nil {
+			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
+		}
+		args := make([]any, 0, size+2)
+		args = append(args, scope, toMS(since))
+		for i := range size {
+			// The padding repeats the last key, which changes nothing to an IN list.
+			args = append(args, chunk[min(i, len(chunk)-1)])
+		}
+		rows, err := stmt.QueryContext(ctx, args...)
 		if err != nil {
 			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
 		}
@@ -41,6 +49,28 @@ func (s *Store) SeenKeys(ctx context.Context, scope string, keys []string, since
 		}
 	}
 	return seen, nil
+}
+
+const maxSeenChunk = 512
+
+// seenStmt returns the prepared lookup of size keys.
+func (s *Store) seenStmt(ctx context.Context, size int) (*sql.Stmt, error) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if st, ok := s.seenStmts[size]; ok {
+		return st, nil
+	}
+	q := `SELECT dedupe_key, event_id FROM dedupe_keys WHERE scope = ? AND at_ms >= ? AND dedupe_key IN (?` +
+		strings.Repeat(", ?", size-1) + `)`
+	st, err := s.rdb.PrepareContext(ctx, s.rebind(q))
+	if err != nil {
+		return nil, err
+	}
+	if s.seenStmts == nil {
+		s.seenStmts = make(map[int]*sql.Stmt)
+	}
+	s.seenStmts[size] = st
+	return st, nil
 }
 
 // CommitKey records that eventID claimed key in scope at at. A later commit of the same key refreshes

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
@@ -51,6 +52,11 @@ type Store struct {
 	// (WAL readers see the last commit); on PostgreSQL the same pool as db.
 	rdb   *sql.DB
 	locks localLocks // SQLite leader locks; PostgreSQL uses advisory locks instead
+
+	// seenStmts holds SeenKeys' statements by number of keys: preparing one costs more than
+	// running it. Sizes are powers of two, so there are a few.
+	seenMu    sync.Mutex
+	seenStmts map[int]*sql.Stmt
 }
 
 // Open opens the store named by dsn and applies pending migrations. A dsn starting with postgres:// or
@@ -133,7 +139,14 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 // Close closes the store's connections. Release TryLock locks first: a held PostgreSQL lock keeps its
 // connection, and so the lock, until released.
 func (s *Store) Close() error {
-	err := s.db.Close()
+	var err error
+	s.seenMu.Lock()
+	for _, st := range s.seenStmts {
+		err = errors.Join(err, st.Close())
+	}
+	s.seenStmts = nil
+	s.seenMu.Unlock()
+	err = errors.Join(err, s.db.Close())
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())
 	}
