@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/store"
 )
 
@@ -75,18 +76,44 @@ func EndpointID(rawURL string) string {
 	return host + "#" + hex.EncodeToString(sum[:4])
 }
 
-// Handle delivers one event.
+// Handle delivers the event msg carries, or each event of a batch in turn. Within a batch, an
+// event that fails for good goes to the dead-letter topic alone and the others go on; a retryable
+// failure stops the batch and nacks it, and its redelivery skips what the delivery log shows as
+// delivered.
 func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 	if len(s.Endpoints) == 0 {
 		return nil, Permanent(errNoEndpoints)
 	}
-	ev, err := s.ToEvent(msg.Payload)
+	if !broker.IsBatch(msg) {
+		return nil, s.handleEvent(msg)
+	}
+	events, err := broker.Unbatch(msg)
 	if err != nil {
 		return nil, Permanent(err)
 	}
+	for _, ev := range events {
+		err := s.handleEvent(ev)
+		if err == nil {
+			continue
+		}
+		if !IsPermanent(err) {
+			return nil, err
+		}
+		if derr := DeadLetterRecord(msg, ev, err); derr != nil {
+			return nil, errors.Join(err, derr)
+		}
+	}
+	return nil, nil
+}
+
+func (s *CRMSink) handleEvent(msg *message.Message) error {
+	ev, err := s.ToEvent(msg.Payload)
+	if err != nil {
+		return Permanent(err)
+	}
 	body, err := s.body(ev)
 	if err != nil {
-		return nil, Permanent(err)
+		return Permanent(err)
 	}
 	ctx := msg.Context()
 	base, _ := strconv.Atoi(msg.Metadata.Get(MetaAttemptsBase))
@@ -104,16 +131,14 @@ func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 	if len(errs) > 0 {
 		err := errors.Join(errs...)
 		if permanent {
-			return nil, Permanent(err)
+			return Permanent(err)
 		}
-		return nil, err
+		return err
 	}
 	if s.OnDelivered != nil {
-		if err := s.OnDelivered(ctx, msg, s.Now()); err != nil {
-			return nil, err
-		}
+		return s.OnDelivered(ctx, msg, s.Now())
 	}
-	return nil, nil
+	return nil
 }
 
 func (s *CRMSink) deliver(ctx context.Context, ev Event, rawURL, id string, body []byte, base int) error {

@@ -185,7 +185,14 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 		out.Metadata.Set(metaDedupeKey, key)
 		outs = append(outs, out)
 	}
-	return outs, nil
+	if len(outs) <= 1 || !broker.IsBatch(msg) {
+		return outs, nil
+	}
+	// A batch in, a batch out: one broker message instead of one per lead. Its id is the input's,
+	// so a redelivered input makes the same message, which the broker drops as a duplicate.
+	batch := broker.NewBatch(outs)
+	batch.UUID = msg.UUID
+	return []*message.Message{batch}, nil
 }
 
 // LeadEvent turns a normalised lead into the CRM event of the lead.created type.

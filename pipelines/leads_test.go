@@ -46,7 +46,11 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	msg := broker.NewBatch([]*message.Message{a, b, dup})
 
 	n := &pipelines.LeadNormalizer{Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
-	out, err := n.Handle(msg)
+	batch, err := n.Handle(msg)
+	require.NoError(t, err)
+	require.Len(t, batch, 1, "a batch in, a batch out")
+	require.Equal(t, msg.UUID, batch[0].UUID, "the output's id is the input's, so a redelivery makes a duplicate the broker drops")
+	out, err := broker.Unbatch(batch[0])
 	require.NoError(t, err)
 	var ids []string
 	for _, m := range out {

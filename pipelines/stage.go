@@ -104,40 +104,44 @@ func splitHandler(name string) (string, string) {
 	return p, s
 }
 
-// middleware counts and times each handler call.
+// middleware counts and times each handler call, in records: a batch counts as the records it
+// carries, and the records a handler drops as duplicates or dead-letters one by one are not out.
 func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 	return func(msg *message.Message) ([]*message.Message, error) {
 		p, s := splitHandler(message.HandlerNameFromCtx(msg.Context()))
 		start := time.Now()
-		n := broker.BatchSize(msg) // a batch counts as the records it carries
+		n := broker.BatchSize(msg)
 		m.Count(p, s, OutcomeIn, n)
-		dup, dead := new(int), new(bool)
-		ctx := context.WithValue(msg.Context(), duplicateKey{}, dup)
-		msg.SetContext(context.WithValue(ctx, deadLetteredKey{}, dead))
+		oc := &outcomes{}
+		msg.SetContext(context.WithValue(msg.Context(), outcomesKey{}, oc))
 		out, err := h(msg)
 		m.Observe(p, s, time.Since(start))
-		if err == nil && *dup > 0 {
-			m.Count(p, s, OutcomeDuplicate, *dup)
+		if err == nil && oc.duplicate > 0 {
+			m.Count(p, s, OutcomeDuplicate, oc.duplicate)
 		}
 		switch {
 		case err != nil:
 			m.Count(p, s, OutcomeFailed, n)
-		case *dup == n:
-		case *dead:
-			// counted as dead_lettered by the dead-letter middleware; not out, which for a sink
-			// means delivered
 		case message.PublishTopicFromCtx(msg.Context()) == "":
-			m.Count(p, s, OutcomeOut, 1) // a sink: out means delivered
+			// A sink: out means delivered.
+			m.Count(p, s, OutcomeOut, max(0, n-oc.duplicate-oc.deadLettered))
 		default:
-			m.Count(p, s, OutcomeOut, len(out))
+			produced := 0
+			for _, o := range out {
+				produced += broker.BatchSize(o)
+			}
+			m.Count(p, s, OutcomeOut, produced)
 		}
 		return out, err
 	}
 }
 
+// outcomes are what a handler call did with its records besides passing them on.
+type outcomes struct{ duplicate, deadLettered int }
+
 type (
-	duplicateKey    struct{}
-	deadLetteredKey struct{}
+	outcomesKey   struct{}
+	deadLetterKey struct{}
 )
 
 // PermanentError marks a failure that no retry will fix: the message goes to the dead-letter topic.
@@ -183,30 +187,50 @@ func NewRouter(cfg RouterConfig, pub message.Publisher, m *Metrics, logger water
 	return r, nil
 }
 
-// deadLetter publishes a permanently failed message to "<pipeline>.dead" and acks it.
+// deadLetter publishes a permanently failed message to "<pipeline>.dead" and acks it. Handlers
+// of batches dead-letter single records themselves with DeadLetterRecord, through the same path.
 func deadLetter(pub message.Publisher, m *Metrics) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
+			send := func(rec *message.Message, err error) error {
+				p, s := splitHandler(message.HandlerNameFromCtx(msg.Context()))
+				rec.Metadata.Set(middleware.ReasonForPoisonedKey, err.Error())
+				rec.Metadata.Set(middleware.PoisonedTopicKey, message.SubscribeTopicFromCtx(msg.Context()))
+				rec.Metadata.Set(middleware.PoisonedHandlerKey, message.HandlerNameFromCtx(msg.Context()))
+				dead := message.NewMessage(rec.UUID+"-dead", rec.Payload)
+				dead.Metadata = rec.Metadata
+				if perr := pub.Publish(DeadTopic(p), dead); perr != nil {
+					return fmt.Errorf("publish to dead-letter topic: %w", perr)
+				}
+				n := broker.BatchSize(rec)
+				m.Count(p, s, OutcomeDeadLettered, n)
+				if oc, ok := msg.Context().Value(outcomesKey{}).(*outcomes); ok {
+					oc.deadLettered += n
+				}
+				return nil
+			}
+			msg.SetContext(context.WithValue(msg.Context(), deadLetterKey{}, send))
 			out, err := h(msg)
 			if err == nil || !IsPermanent(err) {
 				return out, err
 			}
-			p, s := splitHandler(message.HandlerNameFromCtx(msg.Context()))
-			msg.Metadata.Set(middleware.ReasonForPoisonedKey, err.Error())
-			msg.Metadata.Set(middleware.PoisonedTopicKey, message.SubscribeTopicFromCtx(msg.Context()))
-			msg.Metadata.Set(middleware.PoisonedHandlerKey, message.HandlerNameFromCtx(msg.Context()))
-			dead := message.NewMessage(msg.UUID+"-dead", msg.Payload)
-			dead.Metadata = msg.Metadata
-			if perr := pub.Publish(DeadTopic(p), dead); perr != nil {
-				return nil, errors.Join(err, fmt.Errorf("publish to dead-letter topic: %w", perr))
-			}
-			m.Count(p, s, OutcomeDeadLettered, 1)
-			if dead, ok := msg.Context().Value(deadLetteredKey{}).(*bool); ok {
-				*dead = true
+			if perr := send(msg, err); perr != nil {
+				return nil, errors.Join(err, perr)
 			}
 			return nil, nil
 		}
 	}
+}
+
+// DeadLetterRecord stores one record of the batch msg in the pipeline's dead-letter topic with
+// the reason err, so that the rest of the batch goes on. An error means it is not stored: the
+// handler must fail the whole batch.
+func DeadLetterRecord(msg, record *message.Message, err error) error {
+	send, ok := msg.Context().Value(deadLetterKey{}).(func(*message.Message, error) error)
+	if !ok {
+		return errors.New("dead-letter topic not wired: handler not run by NewRouter")
+	}
+	return send(record, err)
 }
 
 // DeadTopic is the dead-letter topic of a pipeline.
@@ -214,8 +238,8 @@ func DeadTopic(pipeline string) string { return pipeline + ".dead" }
 
 // markDuplicate tells the metrics middleware a record of the message was dropped as a duplicate.
 func markDuplicate(msg *message.Message) {
-	if dup, ok := msg.Context().Value(duplicateKey{}).(*int); ok {
-		*dup++
+	if oc, ok := msg.Context().Value(outcomesKey{}).(*outcomes); ok {
+		oc.duplicate++
 	}
 }
 

@@ -178,7 +178,7 @@ func appendField(p []byte, s string) []byte {
 // Unbatch returns the messages a broker message carries: itself when it is not a batch. The
 // payloads share the batch's memory.
 func Unbatch(msg *message.Message) ([]*message.Message, error) {
-	if msg.Metadata.Get(MetaBatch) == "" {
+	if !IsBatch(msg) {
 		return []*message.Message{msg}, nil
 	}
 	r := batchReader{p: msg.Payload}
@@ -237,6 +237,9 @@ func (r *batchReader) bytes() []byte {
 	r.p = r.p[n:]
 	return b
 }
+
+// IsBatch tells whether msg carries other messages.
+func IsBatch(msg *message.Message) bool { return msg.Metadata.Get(MetaBatch) != "" }
 
 // BatchSize is how many messages msg stands for.
 func BatchSize(msg *message.Message) int {

@@ -1,0 +1,113 @@
+package pipelines_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
+)
+
+// Leads travel in batches from the webhook to the CRM stage. Within a batch, a lead the CRM
+// refuses for good goes to the dead-letter topic alone while the others are delivered; a
+// retryable failure redelivers the batch, and nothing already delivered is sent again.
+func TestLeadBatchesThroughCRM(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	b, pub := openTestBroker(t, dir)
+	defer b.Close()
+	defer pub.Close()
+	st := openTestStore(t, dir)
+	defer st.Close()
+	secret, err := stdwebhook.NewSecret()
+	require.NoError(t, err)
+	rcv, err := crm.StartReceiver(secret)
+	require.NoError(t, err)
+	defer rcv.Close()
+	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
+	require.NoError(t, err)
+
+	reg := prometheus.NewRegistry()
+	metrics := pipelines.NewMetrics(reg)
+	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
+	require.NoError(t, err)
+	w := pipelines.Wiring{
+		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
+		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
+			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
+				NakDelay: broker.ExpDelay{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+			}, watermill.NopLogger{})
+		},
+	}
+	sink := &pipelines.CRMSink{
+		Sender: client, Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
+		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
+		Log:      slogDiscard(), Now: time.Now,
+	}
+	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
+	go func() { _ = router.Run(ctx) }()
+	defer router.Close()
+	<-router.Running()
+
+	// publish sends n leads as one batch, the way the webhook's Batcher does, and returns their ids.
+	publish := func(name string, n int) []string {
+		var msgs []*message.Message
+		var ids []string
+		for i := range n {
+			raw := fmt.Appendf(nil, `{"email":"%s-%d@example.com","formation":"Web","id_client":"1"}`, name, i)
+			id := transforms.EventID(pipelines.SourceIciFormation, raw)
+			m := message.NewMessage(id, raw)
+			m.Metadata.Set(pipelines.MetaEventID, id)
+			m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+			m.Metadata.Set(pipelines.MetaReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
+			msgs, ids = append(msgs, m), append(ids, id)
+		}
+		require.NoError(t, pub.PublishContext(ctx, pipelines.TopicLeadsReceived, broker.NewBatch(msgs)))
+		return ids
+	}
+	crmCount := func(outcome string) float64 {
+		v, _ := gathered(t, reg, "passerelle_stage_messages_total", map[string]string{"pipeline": "leads", "stage": "crm", "outcome": outcome})
+		return v
+	}
+
+	// The first lead of the batch is refused with a 400; the two others go through.
+	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusBadRequest, Remaining: 1})
+	first := publish("refused", 3)
+	require.NoError(t, rcv.WaitForUnique(ctx, 2))
+	require.Eventually(t, func() bool {
+		dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)
+		return err == nil && len(dls) == 1 && dls[0].EventID == first[0]
+	}, 10*time.Second, 20*time.Millisecond, "the refused lead alone is dead-lettered")
+	require.Eventually(t, func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 },
+		5*time.Second, 20*time.Millisecond, "metrics count records, not batches")
+
+	// Two 503s: the batch is redelivered twice, and each lead still arrives once.
+	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 2})
+	second := publish("retried", 3)
+	require.NoError(t, rcv.WaitForUnique(ctx, 5))
+	time.Sleep(300 * time.Millisecond) // a stray redelivery would show now
+	got := rcv.UniqueIDs()
+	for _, id := range append(first[1:], second...) {
+		require.Equal(t, 1, got[id], "lead %s delivered once", id)
+	}
+	require.NotContains(t, got, first[0])
+	require.Len(t, rcv.Deliveries(), 5, "nothing delivered twice")
+	statuses := map[int]int{}
+	for _, a := range rcv.AttemptLog() {
+		statuses[a.Status]++
+	}
+	require.Equal(t, map[int]int{http.StatusOK: 5, http.StatusBadRequest: 1, http.StatusServiceUnavailable: 2}, statuses)
+}
