@@ -39,8 +39,8 @@ type CRMSender interface {
 
 // DeliveryStore is the delivery log and the endpoints disabled by a 410.
 type DeliveryStore interface {
-	RecordAttempt(ctx context.Context, eventID, endpoint string, attempts int, status int, lastErr string, delivered bool, at time.Time) error
-	Delivery(ctx context.Context, eventID, endpoint string) (store.Delivery, bool, error)
+	RecordAttempts(ctx context.Context, attempts []store.Attempt) error
+	DeliveriesTo(ctx context.Context, endpoint string, eventIDs []string) (map[string]store.Delivery, error)
 	DisableEndpoint(ctx context.Context, endpoint, reason string, at time.Time) error
 	EndpointDisabled(ctx context.Context, endpoint string) (reason string, disabled bool, err error)
 }
@@ -58,8 +58,9 @@ type CRMSink struct {
 	MaxAttempts int
 	MaxAge      time.Duration
 	ToEvent     func(payload []byte) (Event, error)
-	// OnDelivered runs once every endpoint has the event (the leads pipeline commits its dedupe key).
-	OnDelivered func(ctx context.Context, msg *message.Message, now time.Time) error
+	// OnDelivered runs with the messages whose event every endpoint has, once per handled message
+	// (the leads pipeline commits their dedupe keys).
+	OnDelivered func(ctx context.Context, msgs []*message.Message, now time.Time) error
 	Disabled    *prometheus.CounterVec
 	Log         *slog.Logger
 	Now         func() time.Time
@@ -79,111 +80,172 @@ func EndpointID(rawURL string) string {
 // Handle delivers the event msg carries, or each event of a batch in turn. Within a batch, an
 // event that fails for good goes to the dead-letter topic alone and the others go on; a retryable
 // failure stops the batch and nacks it, and its redelivery skips what the delivery log shows as
-// delivered.
+// delivered. The log is read once per endpoint and written once per call, whatever the outcome.
 func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 	if len(s.Endpoints) == 0 {
 		return nil, Permanent(errNoEndpoints)
 	}
-	if !broker.IsBatch(msg) {
-		return nil, s.handleEvent(msg)
+	records := []*message.Message{msg}
+	// A lone message failing for good is the dead-letter middleware's; a record of a batch is
+	// dead-lettered alone.
+	permanent := func(_ *message.Message, err error) error { return err }
+	if broker.IsBatch(msg) {
+		var err error
+		if records, err = broker.Unbatch(msg); err != nil {
+			return nil, Permanent(err)
+		}
+		permanent = func(rec *message.Message, err error) error { return DeadLetterRecord(msg, rec, err) }
 	}
-	events, err := broker.Unbatch(msg)
-	if err != nil {
-		return nil, Permanent(err)
+	r := crmRun{CRMSink: s, ctx: msg.Context()}
+	err := r.deliverAll(records, permanent)
+	if ferr := r.record(); ferr != nil {
+		return nil, errors.Join(err, ferr)
 	}
-	for _, ev := range events {
-		err := s.handleEvent(ev)
+	return nil, err
+}
+
+// crmRun is one Handle call: the delivery log as read at its start and kept current, and what to
+// write at its end.
+type crmRun struct {
+	*CRMSink
+	ctx       context.Context
+	prev      map[string]map[string]store.Delivery // by endpoint id, then event id
+	disabled  map[string]string                    // endpoint id → reason
+	attempts  []store.Attempt
+	delivered []*message.Message
+}
+
+func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.Message, error) error) error {
+	events := make([]Event, len(records))
+	bodies := make([][]byte, len(records))
+	ids := make([]string, 0, len(records))
+	for i, rec := range records {
+		ev, err := r.ToEvent(rec.Payload)
 		if err == nil {
+			bodies[i], err = r.body(ev)
+		}
+		if err != nil {
+			if err := permanent(rec, Permanent(err)); err != nil {
+				return err
+			}
+			records[i] = nil
+			continue
+		}
+		events[i] = ev
+		ids = append(ids, ev.ID)
+	}
+	r.prev = make(map[string]map[string]store.Delivery, len(r.Endpoints))
+	r.disabled = map[string]string{}
+	for _, u := range r.Endpoints {
+		id := EndpointID(u)
+		prev, err := r.Store.DeliveriesTo(r.ctx, id, ids)
+		if err != nil {
+			return fmt.Errorf("delivery log: %w", err)
+		}
+		r.prev[id] = prev
+		if reason, off, err := r.Store.EndpointDisabled(r.ctx, id); err != nil {
+			return fmt.Errorf("endpoint state: %w", err)
+		} else if off {
+			r.disabled[id] = reason
+		}
+	}
+	for i, rec := range records {
+		if rec == nil {
+			continue
+		}
+		err := r.deliverEvent(rec, events[i], bodies[i])
+		if err == nil {
+			r.delivered = append(r.delivered, rec)
 			continue
 		}
 		if !IsPermanent(err) {
-			return nil, err
+			return err
 		}
-		if derr := DeadLetterRecord(msg, ev, err); derr != nil {
-			return nil, errors.Join(err, derr)
+		if err := permanent(rec, err); err != nil {
+			return err
 		}
 	}
-	return nil, nil
+	return nil
 }
 
-func (s *CRMSink) handleEvent(msg *message.Message) error {
-	ev, err := s.ToEvent(msg.Payload)
-	if err != nil {
-		return Permanent(err)
-	}
-	body, err := s.body(ev)
-	if err != nil {
-		return Permanent(err)
-	}
-	ctx := msg.Context()
+// deliverEvent sends one event to every endpoint that does not have it yet.
+func (r *crmRun) deliverEvent(msg *message.Message, ev Event, body []byte) error {
 	base, _ := strconv.Atoi(msg.Metadata.Get(MetaAttemptsBase))
 	var errs []error
 	permanent := false
-	for _, u := range s.Endpoints {
+	for _, u := range r.Endpoints {
 		id := EndpointID(u)
-		err := s.deliver(ctx, ev, u, id, body, base)
+		err := r.deliver(ev, u, id, body, base)
 		if err == nil {
 			continue
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", id, err))
 		permanent = permanent || IsPermanent(err)
 	}
-	if len(errs) > 0 {
-		err := errors.Join(errs...)
-		if permanent {
-			return Permanent(err)
-		}
-		return err
+	if len(errs) == 0 {
+		return nil
 	}
-	if s.OnDelivered != nil {
-		return s.OnDelivered(ctx, msg, s.Now())
+	err := errors.Join(errs...)
+	if permanent {
+		return Permanent(err)
 	}
-	return nil
+	return err
 }
 
-func (s *CRMSink) deliver(ctx context.Context, ev Event, rawURL, id string, body []byte, base int) error {
-	prev, _, err := s.Store.Delivery(ctx, ev.ID, id)
-	if err != nil {
-		return fmt.Errorf("delivery log: %w", err)
-	}
+func (r *crmRun) deliver(ev Event, rawURL, id string, body []byte, base int) error {
+	prev := r.prev[id][ev.ID]
 	if prev.Delivered {
 		return nil
 	}
-	if reason, off, err := s.Store.EndpointDisabled(ctx, id); err != nil {
-		return fmt.Errorf("endpoint state: %w", err)
-	} else if off {
+	if reason, off := r.disabled[id]; off {
 		return Permanent(fmt.Errorf("endpoint disabled (%s): re-enable it with `passerelle endpoints enable %s`", reason, id))
 	}
-	res, sendErr := s.Sender.Send(ctx, rawURL, ev.ID, body)
-	now := s.Now()
-	lastErr := ""
+	res, sendErr := r.Sender.Send(r.ctx, rawURL, ev.ID, body)
+	now := r.Now()
+	a := store.Attempt{EventID: ev.ID, Endpoint: id, Attempts: res.Attempts, Status: res.Status, Delivered: sendErr == nil, At: now}
 	if sendErr != nil {
-		lastErr = sendErr.Error()
+		a.LastError = sendErr.Error()
 	}
-	if err := s.Store.RecordAttempt(ctx, ev.ID, id, res.Attempts, res.Status, lastErr, sendErr == nil, now); err != nil {
-		return fmt.Errorf("delivery log: %w", err)
-	}
+	r.attempts = append(r.attempts, a)
+	// Kept current, so the same event twice in a batch is sent once and budgets add up.
+	prev.Attempts += res.Attempts
+	prev.Delivered = sendErr == nil
+	r.prev[id][ev.ID] = prev
 	if sendErr == nil {
 		return nil
 	}
-	spent := prev.Attempts + res.Attempts - base
+	spent := prev.Attempts - base
 	switch {
 	case crm.IsGone(sendErr):
-		if err := s.Store.DisableEndpoint(ctx, id, "410 Gone", now); err != nil {
+		if err := r.Store.DisableEndpoint(r.ctx, id, "410 Gone", now); err != nil {
 			return fmt.Errorf("disable endpoint: %w", err)
 		}
-		s.Disabled.WithLabelValues("crm").Inc()
-		s.Log.Warn("CRM endpoint answered 410 Gone: disabled until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
+		r.disabled[id] = "410 Gone"
+		r.Disabled.WithLabelValues("crm").Inc()
+		r.Log.Warn("CRM endpoint answered 410 Gone: disabled until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
 		return Permanent(sendErr)
 	case crm.IsPermanent(sendErr):
 		return Permanent(sendErr)
-	case spent >= s.MaxAttempts:
+	case spent >= r.MaxAttempts:
 		return Permanent(fmt.Errorf("gave up after %d attempts: %w", spent, sendErr))
-	case s.MaxAge > 0 && now.Sub(ev.OccurredAt) > s.MaxAge:
-		return Permanent(fmt.Errorf("gave up after %s: %w", s.MaxAge, sendErr))
+	case r.MaxAge > 0 && now.Sub(ev.OccurredAt) > r.MaxAge:
+		return Permanent(fmt.Errorf("gave up after %s: %w", r.MaxAge, sendErr))
 	}
-	s.Log.Info("CRM delivery failed, will retry", "endpoint", id, "event_id", ev.ID, "attempts", spent, "error", sendErr)
+	r.Log.Info("CRM delivery failed, will retry", "endpoint", id, "event_id", ev.ID, "attempts", spent, "error", sendErr)
 	return sendErr
+}
+
+// record writes the run's attempts to the delivery log, then hands over what was delivered.
+func (r *crmRun) record() error {
+	// Not the handler's context: what was sent must be logged even when its time ran out.
+	ctx := context.WithoutCancel(r.ctx)
+	if err := r.Store.RecordAttempts(ctx, r.attempts); err != nil {
+		return fmt.Errorf("delivery log: %w", err)
+	}
+	if r.OnDelivered == nil || len(r.delivered) == 0 {
+		return nil
+	}
+	return r.OnDelivered(ctx, r.delivered, r.Now())
 }
 
 func (s *CRMSink) body(ev Event) ([]byte, error) {

@@ -13,6 +13,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/redact"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -37,7 +38,7 @@ type SubscriberFactory func(ctx context.Context, durable, topic string) (message
 // DedupeStore remembers which leads were already forwarded.
 type DedupeStore interface {
 	SeenKeys(ctx context.Context, scope string, keys []string, since time.Time) (map[string]string, error)
-	CommitKey(ctx context.Context, scope, key, eventID string, at time.Time) error
+	CommitKeys(ctx context.Context, scope string, claims []store.KeyClaim, at time.Time) error
 }
 
 // SourceIciFormation names the Ici Formation webhook in MetaSource and in event ids.
@@ -207,15 +208,17 @@ func LeadEvent(payload []byte) (Event, error) {
 	}, nil
 }
 
-// commitLeadKey records the dedupe key once the lead reached every endpoint.
-func commitLeadKey(store DedupeStore) func(ctx context.Context, msg *message.Message, now time.Time) error {
-	return func(ctx context.Context, msg *message.Message, now time.Time) error {
-		key := msg.Metadata.Get(metaDedupeKey)
-		if key == "" {
-			return nil
+// commitLeadKeys records the dedupe keys of leads that reached every endpoint.
+func commitLeadKeys(st DedupeStore) func(ctx context.Context, msgs []*message.Message, now time.Time) error {
+	return func(ctx context.Context, msgs []*message.Message, now time.Time) error {
+		claims := make([]store.KeyClaim, 0, len(msgs))
+		for _, m := range msgs {
+			if key := m.Metadata.Get(metaDedupeKey); key != "" {
+				claims = append(claims, store.KeyClaim{Key: key, EventID: m.Metadata.Get(MetaEventID)})
+			}
 		}
-		if err := store.CommitKey(ctx, dedupeScopeLeads, key, msg.Metadata.Get(MetaEventID), now); err != nil {
-			return fmt.Errorf("commit dedupe key: %w", err)
+		if err := st.CommitKeys(ctx, dedupeScopeLeads, claims, now); err != nil {
+			return fmt.Errorf("commit dedupe keys: %w", err)
 		}
 		return nil
 	}
@@ -279,7 +282,7 @@ func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
 	}
 	if cfg.CRM != nil {
 		c := *cfg.CRM
-		c.ToEvent, c.OnDelivered = LeadEvent, commitLeadKey(cfg.Store)
+		c.ToEvent, c.OnDelivered = LeadEvent, commitLeadKeys(cfg.Store)
 		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", c.Handle); err != nil {
 			return err
 		}

@@ -42,7 +42,7 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	a, leadA := received("a@example.com", "Web")
 	b, leadB := received("b@example.com", "Web")
 	dup, _ := received("a@example.com", "web ") // same contact, formation and id_client as a
-	require.NoError(t, st.CommitKey(ctx, "leads", transforms.LeadDedupeKey(leadA), leadA.EventID, now))
+	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeKey(leadA), EventID: leadA.EventID}}, now))
 	msg := broker.NewBatch([]*message.Message{a, b, dup})
 
 	n := &pipelines.LeadNormalizer{Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}

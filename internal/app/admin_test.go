@@ -48,8 +48,8 @@ func TestOldDedupeKeysArePruned(t *testing.T) {
 	st, err := store.Open(ctx, filepath.Join(f.DataDir, "passerelle.db"))
 	require.NoError(t, err)
 	now := time.Now()
-	require.NoError(t, st.CommitKey(ctx, "leads", "old", "evt-old", now.Add(-2*time.Hour)))
-	require.NoError(t, st.CommitKey(ctx, "leads", "recent", "evt-recent", now.Add(-time.Minute)))
+	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: "old", EventID: "evt-old"}}, now.Add(-2*time.Hour)))
+	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: "recent", EventID: "evt-recent"}}, now.Add(-time.Minute)))
 	require.NoError(t, st.Close())
 
 	a := f.start()

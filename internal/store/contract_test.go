@@ -30,8 +30,8 @@ func runContract(t *testing.T, s *Store) {
 
 func testDedupeKeys(t *testing.T, s *Store) {
 	ctx := t.Context()
-	require.NoError(t, s.CommitKey(ctx, "leads", "email:a@example.com", "ev-1", base))
-	require.NoError(t, s.CommitKey(ctx, "leads", "email:old@example.com", "ev-0", base.Add(-48*time.Hour)))
+	require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"email:a@example.com", "ev-1"}}, base))
+	require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"email:old@example.com", "ev-0"}}, base.Add(-48*time.Hour)))
 
 	check := func(t *testing.T, scope, key string, since time.Time, wantID string, wantSeen bool) {
 		t.Helper()
@@ -64,7 +64,7 @@ func testDedupeKeys(t *testing.T, s *Store) {
 		for i := range keys {
 			keys[i] = fmt.Sprintf("bulk:%d", i)
 			if i%100 == 0 {
-				require.NoError(t, s.CommitKey(ctx, "bulk", keys[i], fmt.Sprintf("ev-bulk-%d", i), base))
+				require.NoError(t, s.CommitKeys(ctx, "bulk", []KeyClaim{{keys[i], fmt.Sprintf("ev-bulk-%d", i)}}, base))
 			}
 		}
 		many, err := s.SeenKeys(ctx, "bulk", keys, base.Add(-time.Hour))
@@ -75,12 +75,19 @@ func testDedupeKeys(t *testing.T, s *Store) {
 		require.NoError(t, err)
 		assert.Empty(t, none)
 	})
+	t.Run("claims committed together", func(t *testing.T) {
+		require.NoError(t, s.CommitKeys(ctx, "batch", []KeyClaim{{"k1", "ev-k1"}, {"k2", "ev-k2"}}, base))
+		require.NoError(t, s.CommitKeys(ctx, "batch", nil, base))
+		got, err := s.SeenKeys(ctx, "batch", []string{"k1", "k2", "k3"}, base.Add(-time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, map[string]string{"k1": "ev-k1", "k2": "ev-k2"}, got)
+	})
 	t.Run("later commit refreshes", func(t *testing.T) {
-		require.NoError(t, s.CommitKey(ctx, "leads", "email:a@example.com", "ev-2", base.Add(2*time.Hour)))
+		require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"email:a@example.com", "ev-2"}}, base.Add(2*time.Hour)))
 		check(t, "leads", "email:a@example.com", base.Add(time.Hour), "ev-2", true)
 	})
 	t.Run("earlier commit does not move back", func(t *testing.T) {
-		require.NoError(t, s.CommitKey(ctx, "leads", "email:a@example.com", "ev-3", base))
+		require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"email:a@example.com", "ev-3"}}, base))
 		check(t, "leads", "email:a@example.com", base.Add(time.Hour), "ev-2", true)
 	})
 	t.Run("prune", func(t *testing.T) {
@@ -103,8 +110,19 @@ func testDeliveryLog(t *testing.T, s *Store) {
 		crm = "https://crm.example.com/hooks/leads?token=s3cret"
 		hub = "https://hub.example.com/webhook"
 	)
-	_, ok, err := s.Delivery(ctx, ev, crm)
-	require.NoError(t, err)
+	delivery := func(t *testing.T, ev, endpoint string) (Delivery, bool) {
+		t.Helper()
+		got, err := s.DeliveriesTo(ctx, endpoint, []string{ev})
+		require.NoError(t, err)
+		d, ok := got[ev]
+		return d, ok
+	}
+	record := func(t *testing.T, ev, endpoint string, attempts, status int, lastErr string, delivered bool, at time.Time) {
+		t.Helper()
+		require.NoError(t, s.RecordAttempts(ctx, []Attempt{{EventID: ev, Endpoint: endpoint, Attempts: attempts,
+			Status: status, LastError: lastErr, Delivered: delivered, At: at}}))
+	}
+	_, ok := delivery(t, ev, crm)
 	assert.False(t, ok, "delivery before any attempt")
 
 	steps := []struct {
@@ -125,17 +143,16 @@ func testDeliveryLog(t *testing.T, s *Store) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			require.NoError(t, s.RecordAttempt(ctx, ev, crm, st.attempts, st.status, st.lastErr, st.delivered, st.at))
-			got, ok, err := s.Delivery(ctx, ev, crm)
-			require.NoError(t, err)
+			record(t, ev, crm, st.attempts, st.status, st.lastErr, st.delivered, st.at)
+			got, ok := delivery(t, ev, crm)
 			require.True(t, ok)
 			assert.Equal(t, st.want, got)
 		})
 	}
 
 	t.Run("per event listing", func(t *testing.T) {
-		require.NoError(t, s.RecordAttempt(ctx, ev, hub, 1, 0, "dial tcp: refused", false, base))
-		require.NoError(t, s.RecordAttempt(ctx, "ev-other", hub, 1, 200, "", true, base))
+		record(t, ev, hub, 1, 0, "dial tcp: refused", false, base)
+		record(t, "ev-other", hub, 1, 200, "", true, base)
 		got, err := s.Deliveries(ctx, ev)
 		require.NoError(t, err)
 		require.Len(t, got, 2)
@@ -145,6 +162,26 @@ func testDeliveryLog(t *testing.T, s *Store) {
 		got, err = s.Deliveries(ctx, "ev-none")
 		require.NoError(t, err)
 		assert.Empty(t, got)
+	})
+
+	t.Run("a batch of attempts in one call, looked up by endpoint", func(t *testing.T) {
+		const ep = "https://batch.example.com/hook"
+		require.NoError(t, s.RecordAttempts(ctx, []Attempt{
+			{EventID: "ev-b1", Endpoint: ep, Attempts: 1, Status: 200, Delivered: true, At: base},
+			{EventID: "ev-b2", Endpoint: ep, Attempts: 2, Status: 503, LastError: "unavailable", At: base},
+			{EventID: "ev-b2", Endpoint: ep, Attempts: 1, Status: 200, Delivered: true, At: base.Add(time.Second)},
+			{EventID: "ev-b3", Endpoint: hub, Attempts: 1, Status: 200, Delivered: true, At: base},
+		}))
+		require.NoError(t, s.RecordAttempts(ctx, nil))
+		got, err := s.DeliveriesTo(ctx, ep, []string{"ev-b1", "ev-b2", "ev-b3", "ev-never"})
+		require.NoError(t, err)
+		assert.Equal(t, map[string]Delivery{
+			"ev-b1": {"ev-b1", ep, 1, 200, "", true, base, base},
+			"ev-b2": {"ev-b2", ep, 3, 200, "", true, base, base.Add(time.Second)},
+		}, got, "summed within the call; other endpoints and unknown events absent")
+		none, err := s.DeliveriesTo(ctx, ep, nil)
+		require.NoError(t, err)
+		assert.Empty(t, none)
 	})
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -13,80 +12,46 @@ import (
 // costs one query instead of one per record.
 func (s *Store) SeenKeys(ctx context.Context, scope string, keys []string, since time.Time) (map[string]string, error) {
 	seen := make(map[string]string)
-	// Chunks stay well under SQLite's and PostgreSQL's limits on bound parameters.
-	for start := 0; start < len(keys); start += maxSeenChunk {
-		chunk := keys[start:min(start+maxSeenChunk, len(keys))]
-		size := 1
-		for size < len(chunk) {
-			size *= 2
-		}
-		stmt, err := s.seenStmt(ctx, size)
-		if err != nil {
-			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
-		}
-		args := make([]any, 0, size+2)
-		args = append(args, scope, toMS(since))
-		for i := range size {
-			// The padding repeats the last key, which changes nothing to an IN list.
-			args = append(args, chunk[min(i, len(chunk)-1)])
-		}
-		rows, err := stmt.QueryContext(ctx, args...)
-		if err != nil {
-			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
-		}
-		for rows.Next() {
+	err := s.queryIn(ctx, `SELECT dedupe_key, event_id FROM dedupe_keys WHERE scope = ? AND at_ms >= ? AND dedupe_key IN `,
+		[]any{scope, toMS(since)}, keys, func(rows *sql.Rows) error {
 			var k, ev string
-			if err := rows.Scan(&k, &ev); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
-			}
+			err := rows.Scan(&k, &ev)
 			seen[k] = ev
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
-		}
+			return err
+		})
+	if err != nil {
+		return nil, fmt.Errorf("look up dedupe keys in scope %s: %w", scope, err)
 	}
 	return seen, nil
 }
 
-const maxSeenChunk = 512
+// KeyClaim is a dedupe key and the event that claimed it, for CommitKeys.
+type KeyClaim struct{ Key, EventID string }
 
-// seenStmt returns the prepared lookup of size keys.
-func (s *Store) seenStmt(ctx context.Context, size int) (*sql.Stmt, error) {
-	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if st, ok := s.seenStmts[size]; ok {
-		return st, nil
+// CommitKeys records each claim in scope at at, in one transaction. A later commit of the same key
+// refreshes its time and event; an earlier one (a late replay) does not move it back.
+func (s *Store) CommitKeys(ctx context.Context, scope string, claims []KeyClaim, at time.Time) error {
+	if len(claims) == 0 {
+		return nil
 	}
-	q := `SELECT dedupe_key, event_id FROM dedupe_keys WHERE scope = ? AND at_ms >= ? AND dedupe_key IN (?` +
-		strings.Repeat(", ?", size-1) + `)`
-	st, err := s.rdb.PrepareContext(ctx, s.rebind(q))
-	if err != nil {
-		return nil, err
-	}
-	if s.seenStmts == nil {
-		s.seenStmts = make(map[int]*sql.Stmt)
-	}
-	s.seenStmts[size] = st
-	return st, nil
-}
-
-// CommitKey records that eventID claimed key in scope at at. A later commit of the same key refreshes
-// its time and event; an earlier one (a late replay) does not move it back.
-func (s *Store) CommitKey(ctx context.Context, scope, key, eventID string, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`
-		INSERT INTO dedupe_keys (scope, dedupe_key, event_id, at_ms) VALUES (?, ?, ?, ?)
-		ON CONFLICT (scope, dedupe_key) DO UPDATE SET
-			event_id = excluded.event_id,
-			at_ms = excluded.at_ms
-		WHERE excluded.at_ms >= dedupe_keys.at_ms`),
-		scope, key, eventID, toMS(at))
-	if err != nil {
-		return fmt.Errorf("commit dedupe key for event %s in scope %s: %w", eventID, scope, err)
-	}
-	return nil
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, s.rebind(`
+			INSERT INTO dedupe_keys (scope, dedupe_key, event_id, at_ms) VALUES (?, ?, ?, ?)
+			ON CONFLICT (scope, dedupe_key) DO UPDATE SET
+				event_id = excluded.event_id,
+				at_ms = excluded.at_ms
+			WHERE excluded.at_ms >= dedupe_keys.at_ms`))
+		if err != nil {
+			return fmt.Errorf("commit dedupe keys in scope %s: %w", scope, err)
+		}
+		defer st.Close()
+		for _, c := range claims {
+			if _, err := st.ExecContext(ctx, scope, c.Key, c.EventID, toMS(at)); err != nil {
+				return fmt.Errorf("commit dedupe key for event %s in scope %s: %w", c.EventID, scope, err)
+			}
+		}
+		return nil
+	})
 }
 
 // PruneKeys deletes keys last committed before before and says how many went.

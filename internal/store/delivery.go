@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -37,37 +36,60 @@ func scanDelivery(sc scanner) (Delivery, error) {
 	return d, nil
 }
 
-// RecordAttempt adds attempts to the delivery of eventID to endpoint and stores the latest status and
-// error. The first record's time stays FirstAttemptAt, and a delivery once delivered stays delivered,
-// so a late failure report cannot un-deliver an event.
-func (s *Store) RecordAttempt(ctx context.Context, eventID, endpoint string, attempts int, status int, lastErr string, delivered bool, at time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.rebind(`
-		INSERT INTO deliveries (`+deliveryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (event_id, endpoint) DO UPDATE SET
-			attempts = deliveries.attempts + excluded.attempts,
-			status = excluded.status,
-			last_error = excluded.last_error,
-			delivered = CASE WHEN deliveries.delivered = 1 THEN 1 ELSE excluded.delivered END,
-			updated_at_ms = excluded.updated_at_ms`),
-		eventID, endpoint, attempts, status, lastErr, boolInt(delivered), toMS(at), toMS(at))
-	if err != nil {
-		return fmt.Errorf("record delivery attempt of event %s to %s: %w", eventID, safeEndpoint(endpoint), err)
-	}
-	return nil
+// Attempt is what one delivery try of an event to an endpoint gave, for RecordAttempts.
+type Attempt struct {
+	EventID, Endpoint string
+	Attempts, Status  int
+	LastError         string
+	Delivered         bool
+	At                time.Time
 }
 
-// Delivery returns the delivery of eventID to endpoint; ok is false if none was recorded.
-func (s *Store) Delivery(ctx context.Context, eventID, endpoint string) (d Delivery, ok bool, err error) {
-	d, err = scanDelivery(s.rdb.QueryRowContext(ctx,
-		s.rebind(`SELECT `+deliveryColumns+` FROM deliveries WHERE event_id = ? AND endpoint = ?`),
-		eventID, endpoint))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Delivery{}, false, nil
+// RecordAttempts adds each attempt to the delivery of its event to its endpoint and stores the
+// latest status and error, all in one transaction. The first record's time stays FirstAttemptAt,
+// and a delivery once delivered stays delivered, so a late failure report cannot un-deliver an
+// event.
+func (s *Store) RecordAttempts(ctx context.Context, attempts []Attempt) error {
+	if len(attempts) == 0 {
+		return nil
 	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		st, err := tx.PrepareContext(ctx, s.rebind(`
+			INSERT INTO deliveries (`+deliveryColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (event_id, endpoint) DO UPDATE SET
+				attempts = deliveries.attempts + excluded.attempts,
+				status = excluded.status,
+				last_error = excluded.last_error,
+				delivered = CASE WHEN deliveries.delivered = 1 THEN 1 ELSE excluded.delivered END,
+				updated_at_ms = excluded.updated_at_ms`))
+		if err != nil {
+			return fmt.Errorf("record delivery attempts: %w", err)
+		}
+		defer st.Close()
+		for _, a := range attempts {
+			if _, err := st.ExecContext(ctx, a.EventID, a.Endpoint, a.Attempts, a.Status, a.LastError,
+				boolInt(a.Delivered), toMS(a.At), toMS(a.At)); err != nil {
+				return fmt.Errorf("record delivery attempt of event %s to %s: %w", a.EventID, safeEndpoint(a.Endpoint), err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeliveriesTo returns the recorded deliveries to endpoint of the events eventIDs, by event id;
+// events never tried there are absent.
+func (s *Store) DeliveriesTo(ctx context.Context, endpoint string, eventIDs []string) (map[string]Delivery, error) {
+	out := make(map[string]Delivery, len(eventIDs))
+	err := s.queryIn(ctx, `SELECT `+deliveryColumns+` FROM deliveries WHERE endpoint = ? AND event_id IN `,
+		[]any{endpoint}, eventIDs, func(rows *sql.Rows) error {
+			d, err := scanDelivery(rows)
+			out[d.EventID] = d
+			return err
+		})
 	if err != nil {
-		return Delivery{}, false, fmt.Errorf("read delivery of event %s to %s: %w", eventID, safeEndpoint(endpoint), err)
+		return nil, fmt.Errorf("read deliveries to %s: %w", safeEndpoint(endpoint), err)
 	}
-	return d, true, nil
+	return out, nil
 }
 
 // Deliveries returns every delivery of eventID, ordered by endpoint.

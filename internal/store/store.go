@@ -53,10 +53,10 @@ type Store struct {
 	rdb   *sql.DB
 	locks localLocks // SQLite leader locks; PostgreSQL uses advisory locks instead
 
-	// seenStmts holds SeenKeys' statements by number of keys: preparing one costs more than
-	// running it. Sizes are powers of two, so there are a few.
-	seenMu    sync.Mutex
-	seenStmts map[int]*sql.Stmt
+	// inStmts holds queryIn's statements by query and list size: preparing one costs more than
+	// running it. Sizes are powers of two, so there are a few per query.
+	inMu    sync.Mutex
+	inStmts map[inStmtKey]*sql.Stmt
 }
 
 // Open opens the store named by dsn and applies pending migrations. A dsn starting with postgres:// or
@@ -140,12 +140,12 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 // connection, and so the lock, until released.
 func (s *Store) Close() error {
 	var err error
-	s.seenMu.Lock()
-	for _, st := range s.seenStmts {
+	s.inMu.Lock()
+	for _, st := range s.inStmts {
 		err = errors.Join(err, st.Close())
 	}
-	s.seenStmts = nil
-	s.seenMu.Unlock()
+	s.inStmts = nil
+	s.inMu.Unlock()
 	err = errors.Join(err, s.db.Close())
 	if s.rdb != s.db {
 		err = errors.Join(err, s.rdb.Close())
@@ -191,6 +191,71 @@ func (s *Store) rebind(query string) string {
 		b.WriteString(strconv.Itoa(n))
 	}
 	return b.String()
+}
+
+type inStmtKey struct {
+	query string
+	size  int
+}
+
+// maxInList bounds the values of one IN list, well under SQLite's and PostgreSQL's limits on
+// bound parameters.
+const maxInList = 512
+
+// queryIn runs query, which ends with "IN ", on the reader with args then each of values as the
+// IN list, and calls scan for each row. Long lists are cut in chunks; each chunk is padded to a
+// power of two by repeating its last value (which changes nothing to an IN list), so that a few
+// prepared statements serve every length.
+func (s *Store) queryIn(ctx context.Context, query string, args []any, values []string, scan func(*sql.Rows) error) error {
+	for start := 0; start < len(values); start += maxInList {
+		chunk := values[start:min(start+maxInList, len(values))]
+		size := 1
+		for size < len(chunk) {
+			size *= 2
+		}
+		st, err := s.inStmt(ctx, query, size)
+		if err != nil {
+			return err
+		}
+		all := append(make([]any, 0, len(args)+size), args...)
+		for i := range size {
+			all = append(all, chunk[min(i, len(chunk)-1)])
+		}
+		rows, err := st.QueryContext(ctx, all...)
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			if err := scan(rows); err != nil {
+				rows.Close()
+				return err
+			}
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) inStmt(ctx context.Context, query string, size int) (*sql.Stmt, error) {
+	key := inStmtKey{query, size}
+	s.inMu.Lock()
+	defer s.inMu.Unlock()
+	if st, ok := s.inStmts[key]; ok {
+		return st, nil
+	}
+	st, err := s.rdb.PrepareContext(ctx, s.rebind(query+"(?"+strings.Repeat(", ?", size-1)+")"))
+	if err != nil {
+		return nil, err
+	}
+	if s.inStmts == nil {
+		s.inStmts = make(map[inStmtKey]*sql.Stmt)
+	}
+	s.inStmts[key] = st
+	return st, nil
 }
 
 // withTx runs fn in a transaction on the writer, committing if fn returns nil.

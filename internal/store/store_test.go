@@ -113,7 +113,7 @@ func TestSQLiteConcurrentWriters(t *testing.T) {
 				g.Go(func() error {
 					for i := range perGoroutine {
 						key := fmt.Sprintf("k-%d-%d", w, i)
-						if err := s.CommitKey(ctx, "load", key, "ev-"+key, base.Add(time.Duration(i)*time.Millisecond)); err != nil {
+						if err := s.CommitKeys(ctx, "load", []KeyClaim{{key, "ev-" + key}}, base.Add(time.Duration(i)*time.Millisecond)); err != nil {
 							return err
 						}
 						// Reads interleave with writes, as the pipelines do.
