@@ -16,6 +16,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,8 @@ type Store struct {
 	// running it. Sizes are powers of two, so there are a few per query.
 	inMu    sync.Mutex
 	inStmts map[inStmtKey]*sql.Stmt
+
+	committed *committedKeys // SQLite only
 }
 
 // Open opens the store named by dsn and applies pending migrations. A dsn starting with postgres:// or
@@ -128,7 +131,7 @@ func openSQLite(ctx context.Context, path string) (*Store, error) {
 	rdb.SetMaxOpenConns(sqliteReaders)
 	rdb.SetMaxIdleConns(sqliteReaders)
 
-	s := &Store{dialect: DialectSQLite, db: db, rdb: rdb}
+	s := &Store{dialect: DialectSQLite, db: db, rdb: rdb, committed: &committedKeys{seed: maphash.MakeSeed()}}
 	// The writer's first connection switches the file to WAL; do it now so a bad path fails Open.
 	if err := db.PingContext(ctx); err != nil {
 		return nil, errors.Join(fmt.Errorf("open sqlite store %s: %w", path, err), s.Close())

@@ -256,3 +256,37 @@ func postgresTestDSN(t *testing.T) string {
 	u.Path = "/" + name
 	return u.String()
 }
+
+// On SQLite the store keeps the committed keys in memory to skip lookups of new ones: a reopened
+// store learns the table's keys, and a prune forgets what it deleted.
+func TestCommittedKeysInMemory(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	path := filepath.Join(t.TempDir(), "passerelle.db")
+	first := openTest(t, path)
+	require.NoError(t, first.CommitKeys(ctx, "leads", []KeyClaim{{"old", "ev-old"}}, base))
+	require.NoError(t, first.Close())
+
+	s := openTest(t, path)
+	seen := func(key string) bool {
+		t.Helper()
+		got, err := s.SeenKeys(ctx, "leads", []string{key, "never"}, time.Time{})
+		require.NoError(t, err)
+		require.NotContains(t, got, "never")
+		_, ok := got[key]
+		return ok
+	}
+	require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"new", "ev-new"}}, base.Add(time.Hour)))
+	assert.True(t, seen("old"), "committed by the previous store")
+	assert.True(t, seen("new"), "committed before the first lookup")
+	require.NoError(t, s.CommitKeys(ctx, "leads", []KeyClaim{{"later", "ev-later"}}, base.Add(time.Hour)))
+	assert.True(t, seen("later"), "committed after the load")
+	assert.False(t, seen("new-in-other-scope"))
+
+	n, err := s.PruneKeys(ctx, base.Add(time.Minute))
+	require.NoError(t, err)
+	assert.Equal(t, int64(1), n)
+	assert.False(t, seen("old"), "pruned")
+	assert.True(t, seen("new"))
+	assert.Len(t, s.committed.hashes, 2, "the pruned key left the memory")
+}
