@@ -87,12 +87,12 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
 	now := in.now().UTC()
 	// Reject now what the normalize stage would reject, so the partner hears about it.
-	lead, err := transforms.NormalizeLead(leadInput(l), now)
+	id, err := transforms.CheckLead(leadInput(l))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", iciformation.ErrInvalidLead, err)
 	}
-	msg := message.NewMessage(lead.EventID, message.Payload(l.Raw))
-	setMeta(msg, lead.EventID, PipelineLeads, SourceIciFormation, now)
+	msg := message.NewMessage(id, message.Payload(l.Raw))
+	setMeta(msg, id, PipelineLeads, SourceIciFormation, now)
 	return msg, nil
 }
 
@@ -181,7 +181,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", redact.Hash(key))
 			continue
 		}
-		out := message.NewMessage(lead.EventID, lead.AppendJSON(nil))
+		out := message.NewMessage(lead.EventID, lead.AppendJSON(make([]byte, 0, 512+len(lead.Raw))))
 		out.Metadata = copyMeta(items[i].Metadata)
 		out.Metadata.Set(metaDedupeKey, key)
 		outs = append(outs, out)

@@ -127,6 +127,9 @@ func TestNormalizeLead(t *testing.T) {
 			got, err := NormalizeLead(in, receivedAt)
 			require.NoError(t, err)
 			require.Equal(t, want, got)
+			id, err := CheckLead(in)
+			require.NoError(t, err)
+			require.Equal(t, got.EventID, id, "CheckLead gives NormalizeLead's id")
 		})
 	}
 }
@@ -144,8 +147,11 @@ func TestNormalizeLeadNoContact(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			got, err := NormalizeLead(LeadInput{Source: "iciformation", LastName: "Dupont", Phone: tt.phone, Email: tt.email}, time.Time{})
+			in := LeadInput{Source: "iciformation", LastName: "Dupont", Phone: tt.phone, Email: tt.email}
+			got, err := NormalizeLead(in, time.Time{})
 			require.ErrorIs(t, err, ErrNoContact)
+			_, checkErr := CheckLead(in)
+			require.Equal(t, err, checkErr, "CheckLead refuses what NormalizeLead refuses, for the same reasons")
 			require.ErrorIs(t, err, ErrInvalidPhone)
 			require.ErrorIs(t, err, ErrInvalidEmail)
 			require.Equal(t, Lead{}, got)
