@@ -62,9 +62,10 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	defer router.Close()
 	<-router.Running()
 
-	// publish sends n leads as one batch, the way the webhook's Batcher does, and returns their ids.
-	publish := func(name string, n int) []string {
-		var msgs []*message.Message
+	// publish sends n leads as one batch, the way the webhook's Batcher does, and returns their ids;
+	// extra messages go in the batch too.
+	publish := func(name string, n int, extra ...*message.Message) []string {
+		msgs := extra
 		var ids []string
 		for i := range n {
 			raw := fmt.Appendf(nil, `{"email":"%s-%d@example.com","formation":"Web","id_client":"1"}`, name, i)
@@ -83,14 +84,26 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		return v
 	}
 
-	// The first lead of the batch is refused with a 400; the two others go through.
+	// The first lead of the batch is refused with a 400; the two others go through. The batch also
+	// holds a lead the normalize stage cannot read, which goes to the dead-letter topic alone.
 	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusBadRequest, Remaining: 1})
-	first := publish("refused", 3)
+	unreadable := message.NewMessage("unreadable", []byte(`{"email":`))
+	unreadable.Metadata.Set(pipelines.MetaEventID, "iciformation_unreadable")
+	unreadable.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+	unreadable.Metadata.Set(pipelines.MetaReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	first := publish("refused", 3, unreadable)
 	require.NoError(t, rcv.WaitForUnique(ctx, 2))
 	require.Eventually(t, func() bool {
 		dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)
-		return err == nil && len(dls) == 1 && dls[0].EventID == first[0]
-	}, 10*time.Second, 20*time.Millisecond, "the refused lead alone is dead-lettered")
+		if err != nil || len(dls) != 2 {
+			return false
+		}
+		got := map[string]string{}
+		for _, d := range dls {
+			got[d.EventID] = d.Topic
+		}
+		return got[first[0]] == pipelines.TopicLeadsNormalized && got["iciformation_unreadable"] == pipelines.TopicLeadsReceived
+	}, 10*time.Second, 20*time.Millisecond, "the refused lead and the unreadable one, each alone, are dead-lettered")
 	require.Eventually(t, func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 },
 		5*time.Second, 20*time.Millisecond, "metrics count records, not batches")
 

@@ -152,29 +152,40 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 	if err != nil {
 		return nil, Permanent(err)
 	}
-	leads := make([]transforms.Lead, len(items))
-	keys := make([]string, len(items))
-	for i, it := range items {
-		in, at, err := receivedLead(it)
+	type normalized struct {
+		lead transforms.Lead
+		meta message.Metadata
+	}
+	good := make([]normalized, 0, len(items))
+	keys := make([]string, 0, len(items))
+	for _, it := range items {
+		lead, err := normalizeReceived(it)
 		if err != nil {
-			return nil, Permanent(fmt.Errorf("decode received lead %s: %w", it.UUID, err))
+			err = Permanent(err)
+			if !broker.IsBatch(msg) {
+				return nil, err
+			}
+			// One unreadable lead does not hold back the others: it goes to the dead-letter topic alone.
+			if derr := DeadLetterRecord(msg, it, err); derr != nil {
+				return nil, errors.Join(err, derr)
+			}
+			continue
 		}
-		if leads[i], err = transforms.NormalizeLead(in, at); err != nil {
-			return nil, Permanent(fmt.Errorf("normalise lead %s: %w", in.EventID, err))
-		}
-		keys[i] = transforms.LeadDedupeKey(leads[i])
+		good = append(good, normalized{lead, it.Metadata})
+		keys = append(keys, transforms.LeadDedupeKey(lead))
 	}
 	// One lookup for the whole batch. Two leads of one batch with the same key both pass: neither
 	// is forwarded yet, and a key only counts once its lead reached the CRM.
 	var seen map[string]string
-	if n.Window > 0 {
+	if n.Window > 0 && len(keys) > 0 {
+		var err error
 		if seen, err = n.Store.SeenKeys(msg.Context(), dedupeScopeLeads, keys, n.Now().Add(-n.Window)); err != nil {
 			return nil, fmt.Errorf("dedupe lookup: %w", err)
 		}
 	}
-	outs := make([]*message.Message, 0, len(items))
-	for i, lead := range leads {
-		key := keys[i]
+	outs := make([]*message.Message, 0, len(good))
+	for i, g := range good {
+		key, lead := keys[i], g.lead
 		// The same event again (a redelivery or a replay) passes: receivers recognise its id.
 		if prev, ok := seen[key]; ok && prev != lead.EventID {
 			markDuplicate(msg)
@@ -182,7 +193,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 			continue
 		}
 		out := message.NewMessage(lead.EventID, lead.AppendJSON(make([]byte, 0, 512+len(lead.Raw))))
-		out.Metadata = copyMeta(items[i].Metadata)
+		out.Metadata = copyMeta(g.meta)
 		out.Metadata.Set(metaDedupeKey, key)
 		outs = append(outs, out)
 	}
@@ -194,6 +205,19 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 	batch := broker.NewBatch(outs)
 	batch.UUID = msg.UUID
 	return []*message.Message{batch}, nil
+}
+
+// normalizeReceived decodes and normalises one received lead.
+func normalizeReceived(m *message.Message) (transforms.Lead, error) {
+	in, at, err := receivedLead(m)
+	if err != nil {
+		return transforms.Lead{}, fmt.Errorf("decode received lead %s: %w", m.UUID, err)
+	}
+	lead, err := transforms.NormalizeLead(in, at)
+	if err != nil {
+		return transforms.Lead{}, fmt.Errorf("normalise lead %s: %w", in.EventID, err)
+	}
+	return lead, nil
 }
 
 // LeadEvent turns a normalised lead into the CRM event of the lead.created type.
