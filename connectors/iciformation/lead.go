@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/passerelle/passerelle/internal/jsonx"
@@ -64,7 +65,12 @@ func DecodeLead(body []byte) (Lead, error) {
 	// The fast path reads a valid object in one pass and says so; anything unusual (an escaped
 	// key, deep nesting, any error) goes through encoding/json, which gives the same Lead.
 	var l Lead
-	if jsonx.Object(obj, l.set) {
+	// One copy for every field: plain values are substrings of it.
+	text := string(obj)
+	if jsonx.Object(obj, func(key, value []byte) {
+		start := cap(obj) - cap(value) // value is obj[start : start+len(value)]
+		l.set(key, text[start:start+len(value)])
+	}) {
 		l.Raw = bytes.Clone(obj) // the caller may reuse body
 		return l, nil
 	}
@@ -73,7 +79,7 @@ func DecodeLead(body []byte) (Lead, error) {
 
 // set assigns one member of the object to its field, matching names as encoding/json does
 // (exactly, else case-insensitively); the last of repeated members wins, as there.
-func (l *Lead) set(key, value []byte) {
+func (l *Lead) set(key []byte, value string) {
 	if f := l.field(string(key)); f != nil {
 		*f = scalar(value)
 		return
@@ -136,25 +142,26 @@ func decodeLeadReference(obj []byte) (Lead, error) {
 		return Lead{}, fmt.Errorf("decode lead: %w: %v", ErrMalformed, err)
 	}
 	return Lead{
-		Nom:           scalar(w.Nom),
-		Prenom:        scalar(w.Prenom),
-		Civilite:      scalar(w.Civilite),
-		Tel:           scalar(w.Tel),
-		Email:         scalar(w.Email),
-		Ville:         scalar(w.Ville),
-		CodePostal:    scalar(w.CodePostal),
-		Formation:     scalar(w.Formation),
-		HoraireRappel: scalar(w.HoraireRappel),
-		Statut:        scalar(w.Statut),
-		Client:        scalar(w.Client),
-		IDClient:      scalar(w.IDClient),
+		Nom:           scalar(string(w.Nom)),
+		Prenom:        scalar(string(w.Prenom)),
+		Civilite:      scalar(string(w.Civilite)),
+		Tel:           scalar(string(w.Tel)),
+		Email:         scalar(string(w.Email)),
+		Ville:         scalar(string(w.Ville)),
+		CodePostal:    scalar(string(w.CodePostal)),
+		Formation:     scalar(string(w.Formation)),
+		HoraireRappel: scalar(string(w.HoraireRappel)),
+		Statut:        scalar(string(w.Statut)),
+		Client:        scalar(string(w.Client)),
+		IDClient:      scalar(string(w.IDClient)),
 		Raw:           bytes.Clone(obj),
 	}, nil
 }
 
 // scalar flattens a JSON value to a string: strings as is, numbers as written, booleans as
-// "true"/"false", and null, objects and arrays as "". raw is one value DecodeLead has validated.
-func scalar(raw json.RawMessage) string {
+// "true"/"false", and null, objects and arrays as "". raw is one value DecodeLead has validated;
+// what it returns may share raw's memory.
+func scalar(raw string) string {
 	if len(raw) == 0 {
 		return ""
 	}
@@ -163,12 +170,12 @@ func scalar(raw json.RawMessage) string {
 		// Most strings need no unescaping: take the bytes between the quotes. Escapes and invalid
 		// UTF-8 (which encoding/json turns into U+FFFD) go through the decoder.
 		if len(raw) >= 2 {
-			if s := raw[1 : len(raw)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
-				return string(s)
+			if s := raw[1 : len(raw)-1]; strings.IndexByte(s, '\\') < 0 && utf8.ValidString(s) {
+				return s
 			}
 		}
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if err := json.Unmarshal([]byte(raw), &s); err != nil {
 			return ""
 		}
 		return s
@@ -181,7 +188,7 @@ func scalar(raw json.RawMessage) string {
 	default:
 		// A number, kept as written: 0102030405 would lose nothing as a float, but 1.02e9 or
 		// 33612345678 must not become floats.
-		return string(raw)
+		return raw
 	}
 }
 
