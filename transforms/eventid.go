@@ -97,8 +97,16 @@ func LeadDedupeKey(l Lead) string {
 	course := strings.ToLower(strings.Join(strings.Fields(l.Course), " "))
 	clientID := strings.TrimSpace(l.ClientID)
 	// A JSON array frames the parts, so no choice of values can make two
-	// different tuples hash the same input.
-	b, _ := json.Marshal([3]string{contact, course, clientID}) // strings always marshal
+	// different tuples hash the same input. It is json.Marshal's encoding of
+	// [3]string, which keys committed earlier were made of.
+	var buf [256]byte
+	b := append(buf[:0], '[')
+	b = jsonx.AppendHTMLSafeString(b, contact)
+	b = append(b, ',')
+	b = jsonx.AppendHTMLSafeString(b, course)
+	b = append(b, ',')
+	b = jsonx.AppendHTMLSafeString(b, clientID)
+	b = append(b, ']')
 	sum := sha256.Sum256(b)
 	return hex.EncodeToString(sum[:])
 }

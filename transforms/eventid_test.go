@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/base32"
+	"encoding/hex"
 	"encoding/json"
 	"regexp"
 	"strings"
@@ -237,5 +238,25 @@ func BenchmarkEventID(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		EventID("iciformation", raw)
+	}
+}
+
+// The key is the sha256 of json.Marshal([3]string{contact, course, client id}): keys committed
+// before must still match.
+func TestLeadDedupeKeyDefinition(t *testing.T) {
+	t.Parallel()
+	for _, l := range []Lead{
+		{Email: "a@b.fr", Course: "Web <avancé> & co", ClientID: `"42"\`},
+		{Phone: "+33612345678", Course: "\u2028x\x01\xff", ClientID: strings.Repeat("é", 200)},
+		{},
+	} {
+		contact := "email:" + l.Email
+		if l.Email == "" {
+			contact = "phone:" + l.Phone
+		}
+		b, err := json.Marshal([3]string{contact, strings.ToLower(strings.Join(strings.Fields(l.Course), " ")), strings.TrimSpace(l.ClientID)})
+		require.NoError(t, err)
+		sum := sha256.Sum256(b)
+		require.Equal(t, hex.EncodeToString(sum[:]), LeadDedupeKey(l))
 	}
 }

@@ -7,13 +7,18 @@ const hexDigits = "0123456789abcdef"
 // AppendString appends s as a JSON string, escaped as encoding/json's Encoder does with
 // SetEscapeHTML(false): quotes, backslashes and control characters escaped (\b \f \n \r \t
 // short), invalid UTF-8 replaced by \ufffd, U+2028 and U+2029 escaped.
-func AppendString(dst []byte, s string) []byte {
+func AppendString(dst []byte, s string) []byte { return appendString(dst, s, false) }
+
+// AppendHTMLSafeString is AppendString with <, > and & escaped too, as json.Marshal writes strings.
+func AppendHTMLSafeString(dst []byte, s string) []byte { return appendString(dst, s, true) }
+
+func appendString(dst []byte, s string, escapeHTML bool) []byte {
 	dst = append(dst, '"')
 	start := 0
 	for i := 0; i < len(s); {
 		b := s[i]
 		if b < utf8.RuneSelf {
-			if b >= 0x20 && b != '"' && b != '\\' {
+			if b >= 0x20 && b != '"' && b != '\\' && !(escapeHTML && (b == '<' || b == '>' || b == '&')) {
 				i++
 				continue
 			}

@@ -42,13 +42,27 @@ func TestAppendString(t *testing.T) {
 	}
 }
 
+func TestAppendHTMLSafeString(t *testing.T) {
+	got := string(AppendHTMLSafeString(nil, "<a&b>\"é"))
+	if want := `"\u003ca\u0026b\u003e\"é"`; got != want {
+		t.Errorf("AppendHTMLSafeString = %s, want %s", got, want)
+	}
+}
+
 func FuzzAppendString(f *testing.F) {
-	for _, s := range []string{"", "plain", "\"\\\x00\u2028", "a\xffé"} {
+	for _, s := range []string{"", "plain", "\"\\\x00\u2028", "a\xffé", "<&>"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		if got, want := string(AppendString(nil, s)), reference(t, s); got != want {
 			t.Fatalf("AppendString(%q) = %s, encoding/json = %s", s, got, want)
+		}
+		want, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := string(AppendHTMLSafeString(nil, s)); got != string(want) {
+			t.Fatalf("AppendHTMLSafeString(%q) = %s, json.Marshal = %s", s, got, want)
 		}
 	})
 }
