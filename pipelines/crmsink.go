@@ -79,8 +79,8 @@ func EndpointID(rawURL string) string {
 
 // Handle delivers the event msg carries, or each event of a batch in turn. Within a batch, an
 // event that fails for good goes to the dead-letter topic alone and the others go on; a retryable
-// failure stops the batch and nacks it, and its redelivery skips what the delivery log shows as
-// delivered. The log is read once per endpoint and written once per call, whatever the outcome.
+// failure nacks the batch (after the next events, unless they fail too), and its redelivery skips
+// what the delivery log shows as delivered. The log is read once per endpoint and written once per call, whatever the outcome.
 func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 	if len(s.Endpoints) == 0 {
 		return nil, Permanent(errNoEndpoints)
@@ -149,23 +149,34 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 			r.disabled[id] = reason
 		}
 	}
+	// A retryable failure nacks the batch once the others had their chance: one lead the CRM
+	// cannot take yet does not hold back the rest. A second one in a row means the endpoint is
+	// down, and trying every lead of the batch would only spend their attempts.
+	var retry error
+	inARow := 0
 	for i, rec := range records {
 		if rec == nil {
 			continue
 		}
 		err := r.deliverEvent(rec, events[i], bodies[i])
-		if err == nil {
+		switch {
+		case err == nil:
 			r.delivered = append(r.delivered, rec)
-			continue
-		}
-		if !IsPermanent(err) {
-			return err
-		}
-		if err := permanent(rec, err); err != nil {
-			return err
+			inARow = 0
+		case IsPermanent(err):
+			if err := permanent(rec, err); err != nil {
+				return err
+			}
+		default:
+			if retry == nil {
+				retry = err
+			}
+			if inARow++; inARow == 2 {
+				return retry
+			}
 		}
 	}
-	return nil
+	return retry
 }
 
 // deliverEvent sends one event to every endpoint that does not have it yet.

@@ -122,5 +122,16 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	for _, a := range rcv.AttemptLog() {
 		statuses[a.Status]++
 	}
-	require.Equal(t, map[int]int{http.StatusOK: 5, http.StatusBadRequest: 1, http.StatusServiceUnavailable: 2}, statuses)
+	require.Equal(t, map[int]int{http.StatusOK: 5, http.StatusBadRequest: 1, http.StatusServiceUnavailable: 2}, statuses,
+		"two failures in a row stop the batch: the third lead was not tried for nothing")
+
+	// One 503: the lead that got it waits for the redelivery, the others of its batch do not.
+	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 1})
+	third := publish("held", 3)
+	require.NoError(t, rcv.WaitForUnique(ctx, 8))
+	var order []string
+	for _, d := range rcv.Deliveries()[5:] {
+		order = append(order, d.ID)
+	}
+	require.Equal(t, []string{third[1], third[2], third[0]}, order)
 }
