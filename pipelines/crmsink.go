@@ -58,6 +58,8 @@ type CRMSink struct {
 	MaxAttempts int
 	MaxAge      time.Duration
 	ToEvent     func(payload []byte) (Event, error)
+	// Requeue publishes the events of a batch that must be tried again on their own.
+	Requeue message.Publisher
 	// OnDelivered runs with the messages whose event every endpoint has, once per handled message
 	// (the leads pipeline commits their dedupe keys).
 	OnDelivered func(ctx context.Context, msgs []*message.Message, now time.Time) error
@@ -77,31 +79,46 @@ func EndpointID(rawURL string) string {
 	return host + "#" + hex.EncodeToString(sum[:4])
 }
 
-// Handle delivers the event msg carries, or each event of a batch in turn. Within a batch, an
-// event that fails for good goes to the dead-letter topic alone and the others go on; a retryable
-// failure nacks the batch (after the next events, unless they fail too), and its redelivery skips
-// what the delivery log shows as delivered. The log is read once per endpoint and written once per call, whatever the outcome.
+// Handle delivers the event msg carries, or each event of a batch in turn. A lone event that
+// fails is nacked (retried later) or, for good, dead-lettered by the middleware. Within a batch, an
+// event that fails for good is dead-lettered alone, and the events that must be tried again (a
+// retryable failure, or not tried because two failures in a row mean the endpoint is down) are
+// published again one by one to the batch's topic, where each retries on its own schedule; then
+// the batch is acked. The delivery log is read once per endpoint and written once per call.
 func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 	if len(s.Endpoints) == 0 {
 		return nil, Permanent(errNoEndpoints)
 	}
-	records := []*message.Message{msg}
-	// A lone message failing for good is the dead-letter middleware's; a record of a batch is
-	// dead-lettered alone.
-	permanent := func(_ *message.Message, err error) error { return err }
-	if broker.IsBatch(msg) {
-		var err error
-		if records, err = broker.Unbatch(msg); err != nil {
-			return nil, Permanent(err)
+	if !broker.IsBatch(msg) {
+		r := crmRun{CRMSink: s, ctx: msg.Context()}
+		err := r.deliverAll([]*message.Message{msg}, func(_ *message.Message, err error) error { return err })
+		if ferr := r.record(); ferr != nil {
+			return nil, errors.Join(err, ferr)
 		}
-		permanent = func(rec *message.Message, err error) error { return DeadLetterRecord(msg, rec, err) }
+		if err == nil && len(r.later) > 0 {
+			err = r.retry
+		}
+		return nil, err
+	}
+	records, err := broker.Unbatch(msg)
+	if err != nil {
+		return nil, Permanent(err)
 	}
 	r := crmRun{CRMSink: s, ctx: msg.Context()}
-	err := r.deliverAll(records, permanent)
+	err = r.deliverAll(records, func(rec *message.Message, err error) error { return DeadLetterRecord(msg, rec, err) })
 	if ferr := r.record(); ferr != nil {
 		return nil, errors.Join(err, ferr)
 	}
-	return nil, err
+	if err != nil {
+		return nil, err // the redelivery skips what the log shows delivered
+	}
+	if len(r.later) > 0 {
+		if err := s.Requeue.Publish(message.SubscribeTopicFromCtx(msg.Context()), r.later...); err != nil {
+			return nil, fmt.Errorf("requeue %d undelivered events: %w (first failure: %w)", len(r.later), err, r.retry)
+		}
+		markFailed(msg, len(r.later))
+	}
+	return nil, nil
 }
 
 // crmRun is one Handle call: the delivery log as read at its start and kept current, and what to
@@ -113,8 +130,12 @@ type crmRun struct {
 	disabled  map[string]string                    // endpoint id → reason
 	attempts  []store.Attempt
 	delivered []*message.Message
+	later     []*message.Message // to be tried again
+	retry     error              // the first retryable failure
 }
 
+// deliverAll delivers records in order. An error is one of the infrastructure (the delivery log,
+// or permanent, which disposes of an event that failed for good): nothing may be acked.
 func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.Message, error) error) error {
 	events := make([]Event, len(records))
 	bodies := make([][]byte, len(records))
@@ -149,13 +170,15 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 			r.disabled[id] = reason
 		}
 	}
-	// A retryable failure nacks the batch once the others had their chance: one lead the CRM
-	// cannot take yet does not hold back the rest. A second one in a row means the endpoint is
-	// down, and trying every lead of the batch would only spend their attempts.
-	var retry error
 	inARow := 0
 	for i, rec := range records {
 		if rec == nil {
+			continue
+		}
+		if inARow == 2 {
+			// Two failures in a row: the endpoint is down, and trying the rest would only spend
+			// their attempts.
+			r.later = append(r.later, rec)
 			continue
 		}
 		err := r.deliverEvent(rec, events[i], bodies[i])
@@ -168,15 +191,14 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 				return err
 			}
 		default:
-			if retry == nil {
-				retry = err
+			if r.retry == nil {
+				r.retry = err
 			}
-			if inARow++; inARow == 2 {
-				return retry
-			}
+			r.later = append(r.later, rec)
+			inARow++
 		}
 	}
-	return retry
+	return nil
 }
 
 // deliverEvent sends one event to every endpoint that does not have it yet.

@@ -20,8 +20,8 @@ import (
 )
 
 // Leads travel in batches from the webhook to the CRM stage. Within a batch, a lead the CRM
-// refuses for good goes to the dead-letter topic alone while the others are delivered; a
-// retryable failure redelivers the batch, and nothing already delivered is sent again.
+// refuses for good goes to the dead-letter topic alone while the others are delivered; leads that
+// fail for now are requeued one by one and retried on their own; nothing is delivered twice.
 func TestLeadBatchesThroughCRM(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -107,7 +107,8 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	require.Eventually(t, func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 },
 		5*time.Second, 20*time.Millisecond, "metrics count records, not batches")
 
-	// Two 503s: the batch is redelivered twice, and each lead still arrives once.
+	// Two 503s in a row: the endpoint looks down, so the third lead is not tried; all three are
+	// requeued one by one, and each still arrives once.
 	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 2})
 	second := publish("retried", 3)
 	require.NoError(t, rcv.WaitForUnique(ctx, 5))
@@ -134,4 +135,11 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		order = append(order, d.ID)
 	}
 	require.Equal(t, []string{third[1], third[2], third[0]}, order)
+
+	require.Eventually(t, func() bool { return crmCount("out") == 8 }, 5*time.Second, 20*time.Millisecond)
+	require.Equal(t, float64(4), crmCount("failed"), "3 requeued, then 1")
+	require.Equal(t, float64(1), crmCount("dead_lettered"))
+	dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)
+	require.NoError(t, err)
+	require.Len(t, dls, 2, "a batch is acked once handled: nothing is dead-lettered twice")
 }

@@ -306,7 +306,7 @@ func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
 	}
 	if cfg.CRM != nil {
 		c := *cfg.CRM
-		c.ToEvent, c.OnDelivered = LeadEvent, commitLeadKeys(cfg.Store)
+		c.ToEvent, c.OnDelivered, c.Requeue = LeadEvent, commitLeadKeys(cfg.Store), w.Pub
 		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", c.Handle); err != nil {
 			return err
 		}

@@ -119,12 +119,15 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 		if err == nil && oc.duplicate > 0 {
 			m.Count(p, s, OutcomeDuplicate, oc.duplicate)
 		}
+		if err == nil && oc.failed > 0 {
+			m.Count(p, s, OutcomeFailed, oc.failed)
+		}
 		switch {
 		case err != nil:
 			m.Count(p, s, OutcomeFailed, n)
 		case message.PublishTopicFromCtx(msg.Context()) == "":
 			// A sink: out means delivered.
-			m.Count(p, s, OutcomeOut, max(0, n-oc.duplicate-oc.deadLettered))
+			m.Count(p, s, OutcomeOut, max(0, n-oc.duplicate-oc.deadLettered-oc.failed))
 		default:
 			produced := 0
 			for _, o := range out {
@@ -137,7 +140,7 @@ func (m *Metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
 }
 
 // outcomes are what a handler call did with its records besides passing them on.
-type outcomes struct{ duplicate, deadLettered int }
+type outcomes struct{ duplicate, deadLettered, failed int }
 
 type (
 	outcomesKey   struct{}
@@ -235,6 +238,14 @@ func DeadLetterRecord(msg, record *message.Message, err error) error {
 
 // DeadTopic is the dead-letter topic of a pipeline.
 func DeadTopic(pipeline string) string { return pipeline + ".dead" }
+
+// markFailed tells the metrics middleware that n records of the message failed and will be tried
+// again on their own, though the message itself succeeded.
+func markFailed(msg *message.Message, n int) {
+	if oc, ok := msg.Context().Value(outcomesKey{}).(*outcomes); ok {
+		oc.failed += n
+	}
+}
 
 // markDuplicate tells the metrics middleware a record of the message was dropped as a duplicate.
 func markDuplicate(msg *message.Message) {
