@@ -113,6 +113,10 @@ func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 		return nil, err // the redelivery skips what the log shows delivered
 	}
 	if len(r.later) > 0 {
+		for _, m := range r.later {
+			// Bounded by the publisher's own timeout, not the handler's, which may be what ran out.
+			m.SetContext(context.WithoutCancel(r.ctx))
+		}
 		if err := s.Requeue.Publish(message.SubscribeTopicFromCtx(msg.Context()), r.later...); err != nil {
 			return nil, fmt.Errorf("requeue %d undelivered events: %w (first failure: %w)", len(r.later), err, r.retry)
 		}

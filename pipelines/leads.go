@@ -41,12 +41,11 @@ type DedupeStore interface {
 	CommitKeys(ctx context.Context, scope string, claims []store.KeyClaim, at time.Time) error
 }
 
-// SourceIciFormation names the Ici Formation webhook in MetaSource and in event ids.
-const SourceIciFormation = "iciformation"
-
-// A leads.received message is the lead exactly as its source sent it (Ici Formation's JSON
-// object), with MetaSource, MetaEventID and MetaReceivedAt: the normalize stage decodes it with its
+// SourceIciFormation names the Ici Formation webhook in MetaSource and in event ids. A
+// leads.received message is the lead exactly as its source sent it (Ici Formation's JSON object),
+// with MetaSource, MetaEventID and MetaReceivedAt: the normalize stage decodes it with its
 // source's decoder, so a replay runs today's normalisation on what was really received.
+const SourceIciFormation = "iciformation"
 
 // MessagePublisher publishes one message and returns once the broker holds it.
 type MessagePublisher interface {
