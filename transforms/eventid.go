@@ -5,10 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"strings"
 
 	"github.com/passerelle/passerelle/internal/jsonx"
@@ -22,36 +18,28 @@ import (
 //
 // Event ids are derived from these bytes, so they must never change:
 // jsonx.Canonical handles the common payloads in one pass and gives up on
-// anything it cannot reproduce exactly, which canonicalReference, the
+// anything it cannot reproduce exactly, which jsonx.CanonicalReference, the
 // definition, then handles.
 func CanonicalJSON(raw []byte) ([]byte, error) {
 	var buf [1024]byte
-	if out, ok := jsonx.Canonical(buf[:0], raw); ok {
-		return bytes.Clone(out), nil // one exact-size allocation
+	out, err := appendCanonical(buf[:0], raw)
+	if err != nil {
+		return nil, err
 	}
-	return canonicalReference(raw)
+	return bytes.Clone(out), nil // one exact-size allocation
 }
 
-// canonicalReference is what CanonicalJSON means: decode into an any
-// (numbers as json.Number) and encode back, keys sorted by encoding/json.
-func canonicalReference(raw []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, fmt.Errorf("canonical json: %w", err)
+// appendCanonical appends CanonicalJSON(raw) to dst: jsonx.Canonical when it
+// can, the definition otherwise.
+func appendCanonical(dst, raw []byte) ([]byte, error) {
+	if out, ok := jsonx.Canonical(dst, raw); ok {
+		return out, nil
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("canonical json: data after the top-level value")
+	body, err := jsonx.CanonicalReference(raw)
+	if err != nil {
+		return dst, err
 	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	// encoding/json writes map keys sorted and json.Number verbatim.
-	if err := enc.Encode(v); err != nil {
-		return nil, fmt.Errorf("canonical json: %w", err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+	return append(dst, body...), nil
 }
 
 // eventIDEncoding is base32 with a lower-case alphabet, which gives exactly
@@ -71,12 +59,10 @@ func EventID(source string, raw []byte) string {
 	// the usual size; the body is CanonicalJSON's, without its copy.
 	var stack [1024]byte
 	buf := append(append(stack[:0], source...), 0)
-	if out, ok := jsonx.Canonical(buf, raw); ok {
+	if out, err := appendCanonical(buf, raw); err == nil {
 		buf = out
-	} else if body, err := canonicalReference(raw); err == nil {
-		buf = append(buf, body...)
 	} else {
-		buf = append(buf, raw...)
+		buf = append(buf, raw...) // not JSON: hashed as is
 	}
 	sum := sha256.Sum256(buf)
 	var id [52]byte // eventIDEncoding.EncodedLen(sha256.Size)

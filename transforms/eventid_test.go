@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/internal/jsonx"
 )
 
 func TestCanonicalJSON(t *testing.T) {
@@ -65,9 +67,9 @@ func FuzzCanonicalJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got, err := CanonicalJSON(raw)
 		// The fast path must be invisible: same bytes, same success.
-		ref, refErr := canonicalReference(raw)
+		ref, refErr := jsonx.CanonicalReference(raw)
 		if (err == nil) != (refErr == nil) || !bytes.Equal(got, ref) {
-			t.Fatalf("CanonicalJSON(%q) = %q, %v; canonicalReference = %q, %v", raw, got, err, ref, refErr)
+			t.Fatalf("CanonicalJSON(%q) = %q, %v; jsonx.CanonicalReference = %q, %v", raw, got, err, ref, refErr)
 		}
 		if want := eventIDDefinition("iciformation", raw); EventID("iciformation", raw) != want {
 			t.Fatalf("EventID(%q) = %s, want %s", raw, EventID("iciformation", raw), want)
@@ -139,7 +141,7 @@ func TestEventID(t *testing.T) {
 // eventIDDefinition is EventID as first written, through encoding/json
 // alone: ids must never change.
 func eventIDDefinition(source string, raw []byte) string {
-	body, err := canonicalReference(raw)
+	body, err := jsonx.CanonicalReference(raw)
 	if err != nil {
 		body = raw
 	}
@@ -218,7 +220,7 @@ func BenchmarkCanonicalJSON(b *testing.B) {
 		fn   func([]byte) ([]byte, error)
 	}{
 		{"fast", CanonicalJSON},
-		{"reference", canonicalReference},
+		{"reference", jsonx.CanonicalReference},
 	} {
 		b.Run(bb.name, func(b *testing.B) {
 			raw := []byte(benchLead)

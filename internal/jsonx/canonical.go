@@ -3,14 +3,18 @@ package jsonx
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
 	"math/bits"
 	"slices"
 	"unicode/utf8"
 )
 
-// maxCanonicalDepth bounds the recursion of Canonical. Deeper documents are
+// maxDepth bounds the recursion of Canonical and Object. Deeper documents are
 // left to encoding/json, which allows far more.
-const maxCanonicalDepth = 64
+const maxDepth = 64
 
 // Canonical appends to dst the canonical form of the single JSON value in raw:
 // exactly what decoding raw into an any with encoding/json (UseNumber) and
@@ -30,7 +34,7 @@ func Canonical(dst, raw []byte) ([]byte, bool) {
 	// Member spans live on this stack array unless an object is larger or
 	// nested objects hold more at once.
 	var scratch [32]member
-	c := canonicalizer{raw: raw}
+	c := canonicalizer{cursor: cursor{raw: raw}}
 	c.skipSpace()
 	out, _, ok := c.value(dst, scratch[:0])
 	if !ok {
@@ -91,31 +95,37 @@ func compareKeyBytes(buf []byte, a, b member) int {
 	return bytes.Compare(a.key(buf, 0), b.key(buf, 0))
 }
 
+// CanonicalReference is what Canonical reproduces, and what callers fall back on when it declines:
+// raw decoded into an any (numbers as json.Number) and encoded back with HTML escaping off, which
+// sorts object keys, keeps the last of duplicates and writes numbers as written.
+func CanonicalReference(raw []byte) ([]byte, error) {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("canonical json: data after the top-level value")
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, fmt.Errorf("canonical json: %w", err)
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // canonicalizer reads raw once, from pos. The output and the member spans
 // are passed along and returned rather than kept in the struct, so that the
 // compiler can leave the callers' buffers on the stack.
-type canonicalizer struct {
-	raw   []byte
-	pos   int
-	depth int
-}
-
-func (c *canonicalizer) skipSpace() {
-	for c.pos < len(c.raw) {
-		switch c.raw[c.pos] {
-		case ' ', '\t', '\n', '\r':
-			c.pos++
-		default:
-			return
-		}
-	}
-}
+type canonicalizer struct{ cursor }
 
 func (c *canonicalizer) literal(dst []byte, ms []member, lit string) ([]byte, []member, bool) {
-	if len(c.raw)-c.pos < len(lit) || string(c.raw[c.pos:c.pos+len(lit)]) != lit {
+	if !c.skipLiteral(lit) {
 		return dst, ms, false
 	}
-	c.pos += len(lit)
 	return append(dst, lit...), ms, true
 }
 
@@ -223,7 +233,7 @@ func (c *canonicalizer) value(dst []byte, ms []member) ([]byte, []member, bool) 
 	case b != '{' && b != '[':
 		return dst, ms, false
 	}
-	if c.depth++; c.depth > maxCanonicalDepth {
+	if c.depth++; c.depth > maxDepth {
 		return dst, ms, false
 	}
 	open, closing := len(dst), c.raw[c.pos]+2 // '{'+2 == '}', '['+2 == ']'

@@ -2,35 +2,10 @@ package jsonx
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 )
-
-// canonicalReference is the definition Canonical must match byte for byte:
-// decode into an any with numbers as json.Number, encode back with HTML
-// escaping off. It is the reference transforms.CanonicalJSON falls back on.
-func canonicalReference(raw []byte) ([]byte, error) {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("data after the top-level value")
-	}
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
-		return nil, err
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
-}
 
 const seedLead = `{"nom":"Doe","prenom":"John","civilite":"M.","tel":"0102030405","email":"john.doe@example.com",` +
 	`"ville":"paris","code_postal":"75001","statut":"prospect","horaire_rappel":"après-midi",` +
@@ -133,7 +108,7 @@ func TestCanonical(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			raw := []byte(tt.raw)
-			ref, refErr := canonicalReference(raw)
+			ref, refErr := CanonicalReference(raw)
 			got, ok := Canonical([]byte("x"), raw)
 			if tt.want == "" {
 				if ok {
@@ -239,7 +214,7 @@ func TestCanonicalRandom(t *testing.T) {
 		var b strings.Builder
 		gen(&b, 0)
 		raw := []byte(b.String())
-		ref, refErr := canonicalReference(raw)
+		ref, refErr := CanonicalReference(raw)
 		got, ok := Canonical(nil, raw)
 		if refErr != nil {
 			t.Fatalf("generated invalid JSON %q: %v", raw, refErr)
@@ -289,7 +264,7 @@ func FuzzCanonical(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
-		ref, refErr := canonicalReference(raw)
+		ref, refErr := CanonicalReference(raw)
 		got, ok := Canonical(nil, raw)
 		switch {
 		case ok && refErr != nil:
@@ -323,7 +298,7 @@ func BenchmarkCanonical(b *testing.B) {
 }
 
 func mustReference(tb testing.TB, raw string) []byte {
-	out, err := canonicalReference([]byte(raw))
+	out, err := CanonicalReference([]byte(raw))
 	if err != nil {
 		tb.Fatal(err)
 	}

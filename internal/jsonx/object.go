@@ -8,7 +8,7 @@ package jsonx
 // as encoding/json checks them (invalid UTF-8 inside strings is accepted, as it is there) and
 // nesting deeper than 64 levels is left to encoding/json.
 func Object(raw []byte, fn func(key, value []byte)) bool {
-	v := validator{raw: raw}
+	v := validator{cursor{raw: raw}}
 	v.skipSpace()
 	if v.pos >= len(raw) || raw[v.pos] != '{' {
 		return false
@@ -22,7 +22,7 @@ func Object(raw []byte, fn func(key, value []byte)) bool {
 		return false
 	}
 	// Valid: walk the members again, knowing every step succeeds.
-	w := validator{raw: raw[:end], pos: start + 1}
+	w := validator{cursor{raw: raw[:end], pos: start + 1}}
 	for {
 		w.skipSpace()
 		if raw[w.pos] == '}' {
@@ -51,26 +51,35 @@ func Object(raw []byte, fn func(key, value []byte)) bool {
 	}
 }
 
-// maxObjectDepth bounds the recursion of the validator; deeper documents go to encoding/json.
-const maxObjectDepth = 64
-
-// validator checks one JSON value at pos and moves past it.
-type validator struct {
+// cursor is a position in a JSON document, shared by Canonical's and Object's readers.
+type cursor struct {
 	raw   []byte
 	pos   int
 	depth int
 }
 
-func (v *validator) skipSpace() {
-	for v.pos < len(v.raw) {
-		switch v.raw[v.pos] {
+func (c *cursor) skipSpace() {
+	for c.pos < len(c.raw) {
+		switch c.raw[c.pos] {
 		case ' ', '\t', '\n', '\r':
-			v.pos++
+			c.pos++
 		default:
 			return
 		}
 	}
 }
+
+// skipLiteral moves past lit if the document holds it at pos.
+func (c *cursor) skipLiteral(lit string) bool {
+	if len(c.raw)-c.pos < len(lit) || string(c.raw[c.pos:c.pos+len(lit)]) != lit {
+		return false
+	}
+	c.pos += len(lit)
+	return true
+}
+
+// validator checks one JSON value at pos and moves past it.
+type validator struct{ cursor }
 
 func (v *validator) value() bool {
 	if v.pos >= len(v.raw) {
@@ -84,11 +93,11 @@ func (v *validator) value() bool {
 	case c == '"':
 		return v.str()
 	case c == 't':
-		return v.literal("true")
+		return v.skipLiteral("true")
 	case c == 'f':
-		return v.literal("false")
+		return v.skipLiteral("false")
 	case c == 'n':
-		return v.literal("null")
+		return v.skipLiteral("null")
 	case c == '-' || (c >= '0' && c <= '9'):
 		end, ok := numberEnd(v.raw, v.pos)
 		v.pos = end
@@ -97,17 +106,9 @@ func (v *validator) value() bool {
 	return false
 }
 
-func (v *validator) literal(lit string) bool {
-	if len(v.raw)-v.pos < len(lit) || string(v.raw[v.pos:v.pos+len(lit)]) != lit {
-		return false
-	}
-	v.pos += len(lit)
-	return true
-}
-
 // container checks an object (members) or an array from its opening bracket.
 func (v *validator) container(closing byte, members bool) bool {
-	if v.depth++; v.depth > maxObjectDepth {
+	if v.depth++; v.depth > maxDepth {
 		return false
 	}
 	defer func() { v.depth-- }()
