@@ -224,8 +224,8 @@ func (c *collector) duplicates() []string {
 func (c *collector) drain(t testing.TB, b *broker.Broker) {
 	t.Helper()
 	require.Eventually(t, func() bool {
-		n, err := b.Pending(context.Background(), c.durable)
-		return err == nil && n == 0
+		bl, err := b.Backlog(context.Background(), c.durable)
+		return err == nil && bl.Messages == 0
 	}, 15*time.Second, 10*time.Millisecond, "consumer %s never drained", c.durable)
 }
 

@@ -255,8 +255,10 @@ type Wiring struct {
 	Subscribe SubscriberFactory
 	Pub       message.Publisher
 	Metrics   *Metrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Backlogs, when set, exports each added stage's backlog in the broker.
+	Backlogs *Backlogs
+	Log      *slog.Logger
+	Now      func() time.Time
 }
 
 func (w Wiring) handler(ctx context.Context, name, from, to string, h message.HandlerFunc) error {
@@ -267,6 +269,9 @@ func (w Wiring) handler(ctx context.Context, name, from, to string, h message.Ha
 	}
 	p, s := splitHandler(name)
 	w.Metrics.Init(p, s)
+	if w.Backlogs != nil {
+		w.Backlogs.add(p, s, durable)
+	}
 	if to == "" {
 		w.Router.AddConsumerHandler(name, from, sub, func(m *message.Message) error { _, err := h(m); return err })
 		return nil

@@ -21,7 +21,11 @@ import (
 // commands call: the embedded broker opens no port, so operators go through the daemon.
 func (a *App) adminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{Registry: a.Registry}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.Registry, promhttp.HandlerOpts{
+		// A collector that cannot read its source (the store, the broker) drops its own series,
+		// counted in promhttp_metric_handler_errors_total, not the whole page.
+		Registry: a.Registry, ErrorHandling: promhttp.ContinueOnError,
+	}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

@@ -247,6 +247,10 @@ func TestCRMOutage(t *testing.T) {
 	}
 	waitAttempts(8)
 	require.Empty(t, rcv.Deliveries())
+	// Operators see the CRM stage falling behind: leads wait for it, and have waited a while.
+	msgs, age := f.backlog(t, "crm")
+	require.Positive(t, msgs, "crm backlog during the outage")
+	require.Positive(t, age, "age of the oldest lead waiting for the crm stage")
 	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: "1"})
 	waitAttempts(rcv.Attempts() + 3)
 	rcv.SetFault(crm.Fault{Mode: crm.FaultReset})
@@ -258,6 +262,24 @@ func TestCRMOutage(t *testing.T) {
 	f.waitStage(t, "crm", "out", n)
 	require.Equal(t, want, rcv.UniqueIDs(), "every lead once")
 	require.Zero(t, rcv.Rejected())
+	for _, stage := range []string{"normalize", "crm"} {
+		require.True(t, assertEventually(10*time.Second, func() bool {
+			msgs, age := f.backlog(t, stage)
+			return msgs == 0 && age == 0
+		}), "the %s backlog empties once the CRM is back", stage)
+	}
+}
+
+// backlog reads a leads stage's backlog gauges: messages not acked, and the oldest one's age.
+func (f *fixture) backlog(t testing.TB, stage string) (messages, oldestSeconds float64) {
+	t.Helper()
+	scrape := f.scrape(t)
+	labels := map[string]string{"pipeline": "leads", "stage": stage}
+	messages, ok := metric(scrape, "passerelle_stage_backlog_messages", labels)
+	require.True(t, ok, "no passerelle_stage_backlog_messages for %v", labels)
+	oldestSeconds, ok = metric(scrape, "passerelle_stage_backlog_oldest_seconds", labels)
+	require.True(t, ok, "no passerelle_stage_backlog_oldest_seconds for %v", labels)
+	return messages, oldestSeconds
 }
 
 type dlView = app.DeadLetterView

@@ -7,6 +7,7 @@ package broker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -200,13 +201,72 @@ func (b *Broker) Ping(ctx context.Context) error {
 	return err
 }
 
-// Pending is how many messages a durable consumer has not yet processed.
-func (b *Broker) Pending(ctx context.Context, durable string) (uint64, error) {
+// Backlog is what a durable consumer has not acknowledged yet.
+type Backlog struct {
+	// Messages waiting for the consumer or handed to it and not yet acked. A batch counts once.
+	Messages uint64
+	// Oldest is when the oldest of them was stored; zero when there is none.
+	Oldest time.Time
+}
+
+// Backlog reports what a durable consumer has not acknowledged: its pending counts, and the
+// stored time of the first message after its ack floor, which is the oldest one not acked.
+func (b *Broker) Backlog(ctx context.Context, durable string) (Backlog, error) {
 	info, err := b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx))
 	if err != nil {
-		return 0, err
+		return Backlog{}, fmt.Errorf("broker: consumer %s: %w", durable, err)
 	}
-	return info.NumPending + uint64(info.NumAckPending), nil
+	bl := Backlog{Messages: info.NumPending + uint64(info.NumAckPending)}
+	if bl.Messages == 0 {
+		return bl, nil
+	}
+	oldest, err := b.firstAfter(ctx, info.AckFloor.Stream, info.Config.FilterSubject)
+	if errors.Is(err, nats.ErrMsgNotFound) {
+		return bl, nil // acked or aged out since the consumer info was read
+	}
+	if err != nil {
+		return Backlog{}, fmt.Errorf("broker: consumer %s: oldest pending: %w", durable, err)
+	}
+	bl.Oldest = oldest
+	return bl, nil
+}
+
+// firstAfter is the stored time of the first message after seq on subject. The stream API's
+// next_by_subj lookup does it in one request, with or without direct gets on the stream.
+func (b *Broker) firstAfter(ctx context.Context, seq uint64, subject string) (time.Time, error) {
+	req, err := json.Marshal(struct {
+		Seq     uint64 `json:"seq"`
+		NextFor string `json:"next_by_subj,omitempty"`
+	}{seq + 1, subject})
+	if err != nil {
+		return time.Time{}, err
+	}
+	resp, err := b.admin.RequestWithContext(ctx, "$JS.API.STREAM.MSG.GET."+b.cfg.Stream, req)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var r struct {
+		Message *struct {
+			Time time.Time `json:"time"`
+		} `json:"message"`
+		Error *struct {
+			Code    int    `json:"code"`
+			ErrCode int    `json:"err_code"`
+			Desc    string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(resp.Data, &r); err != nil {
+		return time.Time{}, fmt.Errorf("stream message get: %w", err)
+	}
+	switch {
+	case r.Error != nil && r.Error.Code == 404:
+		return time.Time{}, nats.ErrMsgNotFound
+	case r.Error != nil:
+		return time.Time{}, fmt.Errorf("stream message get: %s (%d)", r.Error.Desc, r.Error.ErrCode)
+	case r.Message == nil:
+		return time.Time{}, errors.New("stream message get: empty answer")
+	}
+	return r.Message.Time, nil
 }
 
 // Close closes every connection and stops the embedded server. Publishers and subscribers must be

@@ -63,9 +63,64 @@ func TestPublishConsumeResume(t *testing.T) {
 				seen[id] = true
 			}
 			require.Len(t, seen, 20)
-			n, err := b.Pending(ctx, "things_reader")
+			bl, err := b.Backlog(ctx, "things_reader")
 			require.NoError(t, err)
-			require.Zero(t, n)
+			require.Equal(t, Backlog{}, bl)
+		})
+	}
+}
+
+// The backlog counts what the consumer has not acked, and dates the oldest of it by the first
+// message after the ack floor on the consumer's own subject.
+func TestBacklog(t *testing.T) {
+	for name, mk := range testConfigs(t) {
+		t.Run(name, func(t *testing.T) {
+			cfg := mk()
+			ctx := context.Background()
+			b, err := Open(ctx, cfg, slog.Default(), nil)
+			require.NoError(t, err)
+			defer b.Close()
+			if cfg.URL != "" {
+				t.Cleanup(func() { brokertest.DeleteStream(t, cfg.URL, cfg.Stream) })
+			}
+			pub, err := b.NewPublisher()
+			require.NoError(t, err)
+			defer pub.Close()
+			consume(t, b, "backlog_reader", 0, true) // creates the durable
+			bl, err := b.Backlog(ctx, "backlog_reader")
+			require.NoError(t, err)
+			require.Equal(t, Backlog{}, bl)
+
+			start := time.Now()
+			require.NoError(t, pub.Publish("things.in", message.NewMessage("a", []byte("x"))))
+			time.Sleep(50 * time.Millisecond)
+			require.NoError(t, pub.Publish("other.in", message.NewMessage("o", []byte("x"))))
+			time.Sleep(50 * time.Millisecond)
+			mid := time.Now()
+			require.NoError(t, pub.Publish("things.in", message.NewMessage("b", []byte("x"))))
+
+			// The consumer learns of new messages just after their publish is acked.
+			require.Eventually(t, func() bool {
+				bl, err = b.Backlog(ctx, "backlog_reader")
+				return err == nil && bl.Messages == 2
+			}, 5*time.Second, 5*time.Millisecond, "backlog %+v, %v", bl, err)
+			require.False(t, bl.Oldest.Before(start.Add(-time.Second)), "oldest %s, published from %s", bl.Oldest, start)
+			require.True(t, bl.Oldest.Before(mid), "oldest %s is a's, stored before %s", bl.Oldest, mid)
+
+			require.Equal(t, []string{"a"}, consume(t, b, "backlog_reader", 1, true))
+			bl, err = b.Backlog(ctx, "backlog_reader")
+			require.NoError(t, err)
+			require.EqualValues(t, 1, bl.Messages)
+			// b, not the other topic's message stored between a and b.
+			require.False(t, bl.Oldest.Before(mid), "oldest %s is b's, stored after %s", bl.Oldest, mid)
+
+			require.Equal(t, []string{"b"}, consume(t, b, "backlog_reader", 1, true))
+			bl, err = b.Backlog(ctx, "backlog_reader")
+			require.NoError(t, err)
+			require.Equal(t, Backlog{}, bl)
+
+			_, err = b.Backlog(ctx, "no_such_consumer")
+			require.Error(t, err)
 		})
 	}
 }

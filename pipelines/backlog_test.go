@@ -1,0 +1,72 @@
+package pipelines_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/pipelines"
+)
+
+// Each stage the wiring adds exports its backlog in the broker: the messages it has not acked
+// and the age of the oldest, read at scrape time.
+func TestBacklogs(t *testing.T) {
+	dir := t.TempDir()
+	b, pub := openTestBroker(t, dir)
+	defer b.Close()
+	defer pub.Close()
+	st := openTestStore(t, dir)
+	defer st.Close()
+
+	later := time.Now().Add(time.Hour) // the scrape's clock: every stored message is an hour old
+	reg := prometheus.NewRegistry()
+	metrics := pipelines.NewMetrics(reg)
+	backlogs := pipelines.NewBacklogs(b, func() time.Time { return later })
+	reg.MustRegister(backlogs)
+	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 5 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
+	require.NoError(t, err)
+	w := pipelines.Wiring{
+		Router: router, Pub: pub, Metrics: metrics, Backlogs: backlogs, Log: slogDiscard(), Now: time.Now,
+		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
+			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{}, watermill.NopLogger{})
+		},
+	}
+	// The router never runs: the consumers exist and nothing consumes.
+	require.NoError(t, pipelines.AddLeads(context.Background(), w, pipelines.LeadsConfig{Store: st, DedupeWindow: time.Hour}))
+	for _, id := range []string{"a", "b", "c"} {
+		require.NoError(t, pub.Publish(pipelines.TopicLeadsReceived, message.NewMessage(id, []byte(`{}`))))
+	}
+
+	gauge := func(name, stage string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["pipeline"] == "leads" && l["stage"] == stage {
+					return m.GetGauge().GetValue()
+				}
+			}
+		}
+		t.Fatalf("no %s for stage %s", name, stage)
+		return 0
+	}
+	require.Eventually(t, func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 },
+		5*time.Second, 10*time.Millisecond)
+	require.InDelta(t, time.Hour.Seconds(), gauge("passerelle_stage_backlog_oldest_seconds", "normalize"), 60)
+	require.Zero(t, gauge("passerelle_stage_backlog_messages", "deadletter"))
+	require.Zero(t, gauge("passerelle_stage_backlog_oldest_seconds", "deadletter"))
+}
