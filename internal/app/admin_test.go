@@ -61,3 +61,23 @@ func TestOldDedupeKeysArePruned(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "evt-recent", seen["recent"], "a key inside the window stays")
 }
+
+// A collector whose source fails (here the store, closed under the daemon) drops its own series
+// from the scrape, counted as an error; the other metrics are still served.
+func TestMetricsSurviveAFailingCollector(t *testing.T) {
+	t.Parallel()
+	a, _, f := startApp(t)
+	_, ok := metric(f.scrape(t), "passerelle_dead_letters", map[string]string{"pipeline": "leads"})
+	require.True(t, ok)
+
+	require.NoError(t, a.Store.Close())
+	scrape := f.scrape(t)
+	_, ok = metric(scrape, "passerelle_dead_letters", map[string]string{"pipeline": "leads"})
+	require.False(t, ok, "the dead-letter gauge cannot be read from a closed store")
+	_, ok = metric(scrape, "passerelle_stage_backlog_messages", map[string]string{"pipeline": "leads", "stage": "normalize"})
+	require.True(t, ok, "the broker's series are still served")
+	// Counted as the scrape is served: the next one shows it.
+	errs, ok := metric(f.scrape(t), "promhttp_metric_handler_errors_total", map[string]string{"cause": "gathering"})
+	require.True(t, ok)
+	require.Positive(t, errs)
+}
