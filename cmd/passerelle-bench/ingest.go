@@ -25,6 +25,7 @@ const (
 const (
 	seriesIngestOut = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="ingest"}`
 	seriesCRMOut    = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
+	seriesBehind    = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
 )
 
 // ingestRound is what one round measured.
@@ -35,7 +36,9 @@ type ingestRound struct {
 	verifyOK, verifyFailed int64
 	verifyPublished        int64
 	delivered              float64 // leads the router delivered to the CRM receiver meanwhile
-	peakRSS                int64
+	// How long the oldest lead waiting for each stage had waited when the measured run ended.
+	behindNormalize, behindCRM float64
+	peakRSS                    int64
 }
 
 func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
@@ -128,8 +131,10 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
-	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median)",
+	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median); at its end the",
 		pick(func(r ingestRound) float64 { return r.delivered }))
+	rep.addf("        oldest lead waiting for normalize had waited %.1f s, for the CRM stage %.1f s (passerelle_stage_backlog_oldest_seconds)",
+		pick(func(r ingestRound) float64 { return r.behindNormalize }), pick(func(r ingestRound) float64 { return r.behindCRM }))
 	rep.addf("")
 	rep.addf("durability (every round): the daemon's %s", seriesIngestOut)
 	durable := true
@@ -232,6 +237,12 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 		return 0, err
 	}
 	r.delivered = (after - before) / r.daemon.elapsed.Seconds()
+	if r.behindNormalize, err = p.metric(fmt.Sprintf(seriesBehind, "normalize")); err != nil {
+		return 0, err
+	}
+	if r.behindCRM, err = p.metric(fmt.Sprintf(seriesBehind, "crm")); err != nil {
+		return 0, err
+	}
 	r.peakRSS, _ = p.memory("VmHWM")
 	r.daemon.failed += warm.failed
 	r.answered = warm.ok + r.daemon.ok
