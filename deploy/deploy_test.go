@@ -725,7 +725,7 @@ func TestAlertRules(t *testing.T) {
 	want := map[string]string{
 		"PasserelleDown": "", "DeadLettersWaiting": "passerelle dlq list", "StageFailing": "passerelle dlq list",
 		"ShopAppPollStale": "", "BillingPending": "passerelle billing status", "WebhookErrors5xx": "",
-		"EndpointDisabled": "passerelle endpoints enable", "StageBehind": "PASSERELLE_NATS_MAX_AGE",
+		"EndpointDisabled": "passerelle endpoints enable", "StageBehind": "passerelle stages",
 	}
 	seen := map[string]bool{}
 	for _, g := range rf.Groups {

@@ -2,6 +2,7 @@ package pipelines
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -56,26 +57,53 @@ func (b *Backlogs) Describe(ch chan<- *prometheus.Desc) {
 	ch <- b.oldest
 }
 
-// Collect implements prometheus.Collector. A stage whose consumer cannot be read is reported as
-// an error for that stage only.
-func (b *Backlogs) Collect(ch chan<- prometheus.Metric) {
+// StageBacklog is one stage's backlog, as the admin API shows it.
+type StageBacklog struct {
+	Pipeline string `json:"pipeline"`
+	Stage    string `json:"stage"`
+	Messages uint64 `json:"messages"`
+	// Oldest is when the oldest unacknowledged message was stored; nil when there is none.
+	Oldest *time.Time `json:"oldest,omitempty"`
+	// Waited is how long it has waited, in seconds.
+	Waited float64 `json:"waited_seconds"`
+	Error  string  `json:"error,omitempty"` // the broker could not tell
+}
+
+// Read returns every stage's backlog, in the order the stages were added. A stage whose consumer
+// cannot be read carries the error; the others are still read.
+func (b *Backlogs) Read(ctx context.Context) []StageBacklog {
 	b.mu.Lock()
 	stages := append([]backlogStage(nil), b.stages...)
 	b.mu.Unlock()
+	now := b.now()
+	out := make([]StageBacklog, 0, len(stages))
+	for _, s := range stages {
+		sb := StageBacklog{Pipeline: s.pipeline, Stage: s.stage}
+		bl, err := b.src.Backlog(ctx, s.durable)
+		switch {
+		case err != nil:
+			sb.Error = err.Error()
+		case !bl.Oldest.IsZero():
+			sb.Oldest = &bl.Oldest
+			sb.Waited = max(0, now.Sub(bl.Oldest).Seconds())
+		}
+		sb.Messages = bl.Messages
+		out = append(out, sb)
+	}
+	return out
+}
+
+// Collect implements prometheus.Collector. A stage whose consumer cannot be read is reported as
+// an error for that stage only.
+func (b *Backlogs) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	now := b.now()
-	for _, s := range stages {
-		bl, err := b.src.Backlog(ctx, s.durable)
-		if err != nil {
-			ch <- prometheus.NewInvalidMetric(b.messages, err)
+	for _, s := range b.Read(ctx) {
+		if s.Error != "" {
+			ch <- prometheus.NewInvalidMetric(b.messages, fmt.Errorf("%s/%s: %s", s.Pipeline, s.Stage, s.Error))
 			continue
 		}
-		age := 0.0
-		if !bl.Oldest.IsZero() {
-			age = max(0, now.Sub(bl.Oldest).Seconds())
-		}
-		ch <- prometheus.MustNewConstMetric(b.messages, prometheus.GaugeValue, float64(bl.Messages), s.pipeline, s.stage)
-		ch <- prometheus.MustNewConstMetric(b.oldest, prometheus.GaugeValue, age, s.pipeline, s.stage)
+		ch <- prometheus.MustNewConstMetric(b.messages, prometheus.GaugeValue, float64(s.Messages), s.Pipeline, s.Stage)
+		ch <- prometheus.MustNewConstMetric(b.oldest, prometheus.GaugeValue, s.Waited, s.Pipeline, s.Stage)
 	}
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/pipelines"
 )
 
 // adminCall talks to the running daemon's admin API at PASSERELLE_ADMIN_ADDR.
@@ -105,6 +106,26 @@ func dlq(ctx context.Context, args []string, stdout io.Writer) error {
 	default:
 		return usagef("unknown dlq command %q", args[0])
 	}
+}
+
+func stages(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) != 0 {
+		return usagef("usage: passerelle stages")
+	}
+	var backlogs []pipelines.StageBacklog
+	if err := adminCall(ctx, http.MethodGet, "/admin/stages", nil, &backlogs); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "pipeline\tstage\tbacklog\toldest waited\terror")
+	for _, b := range backlogs {
+		waited := "-"
+		if b.Oldest != nil {
+			waited = (time.Duration(b.Waited * float64(time.Second))).Round(time.Second).String()
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s\t%s\n", b.Pipeline, b.Stage, b.Messages, waited, b.Error)
+	}
+	return tw.Flush()
 }
 
 func endpoints(ctx context.Context, args []string, stdout io.Writer) error {

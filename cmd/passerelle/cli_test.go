@@ -77,6 +77,7 @@ func TestCLI(t *testing.T) {
 		{name: "dlq unknown", args: []string{"dlq", "purge"}, code: exitUsage, stderr: []string{"purge"}, emptyOut: true},
 		{name: "dlq list bad flag", args: []string{"dlq", "list", "--everything"}, code: exitUsage},
 		{name: "endpoints bad", args: []string{"endpoints", "drop"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
+		{name: "stages takes no argument", args: []string{"stages", "leads"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearPasserelleEnv(t)
@@ -178,6 +179,16 @@ func TestDLQListAgainstRunningDaemon(t *testing.T) {
 	code, stdout, stderr = runCLI("endpoints", "list")
 	require.Equal(t, exitOK, code, "stderr: %s", stderr)
 	require.True(t, strings.HasPrefix(stdout, "endpoint "), stdout)
+
+	code, stdout, stderr = runCLI("stages")
+	require.Equal(t, exitOK, code, "stderr: %s", stderr)
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	require.Equal(t, []string{"pipeline", "stage", "backlog", "oldest", "waited", "error"}, strings.Fields(lines[0]))
+	rows := make([]string, 0, len(lines))
+	for _, l := range lines[1:] {
+		rows = append(rows, strings.Join(strings.Fields(l), " "))
+	}
+	require.Contains(t, rows, "leads normalize 0 -", "an idle stage: nothing waits")
 
 	// A dead letter that does not exist: the daemon answers 404, the CLI exits 1.
 	code, _, stderr = runCLI("dlq", "retry", "424242")

@@ -57,6 +57,7 @@ commands:
   billing run [--period YYYY-MM] [--dry-run] [--force]   build and upload the file of clients to bill
   billing status            uploaded and pending periods
   shopapp create|delete|reactivate|add-prestations|cancel-prestation   provisioning (see shopapp -h)
+  stages                    each stage's backlog: messages not yet acknowledged, and how long the oldest waited
   endpoints list            list sink endpoints disabled after a 410 Gone
   endpoints enable <id>     re-enable a disabled endpoint
   config-table              print the README's configuration table
@@ -75,6 +76,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return checkConfig(ctx, stdout)
 	case "dlq":
 		return dlq(ctx, rest, stdout)
+	case "stages":
+		return stages(ctx, rest, stdout)
 	case "endpoints":
 		return endpoints(ctx, rest, stdout)
 	case "billing":

@@ -87,6 +87,9 @@ func (a *App) adminHandler() http.Handler {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]int{"retried": 1})
 	})
+	mux.HandleFunc("GET /admin/stages", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, a.Backlogs.Read(r.Context()))
+	})
 	mux.HandleFunc("GET /admin/endpoints", func(w http.ResponseWriter, r *http.Request) {
 		off, err := a.Store.DisabledEndpoints(r.Context())
 		if err != nil {

@@ -44,7 +44,8 @@ type App struct {
 	Pub      *broker.Publisher
 	Router   *message.Router
 	DLQ      *pipelines.DeadLetters
-	ShopApp  *shopapp.Client // nil when PASSERELLE_SHOPAPP_URL is empty
+	Backlogs *pipelines.Backlogs // each stage's backlog in the broker
+	ShopApp  *shopapp.Client     // nil when PASSERELLE_SHOPAPP_URL is empty
 	Poller   *pipelines.ShopAppPoller
 	Billing  *pipelines.Billing
 
@@ -96,10 +97,10 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout}, a.Pub, metrics, wlog); err != nil {
 		return nil, err
 	}
-	backlogs := pipelines.NewBacklogs(a.Broker, now)
-	a.Registry.MustRegister(backlogs)
+	a.Backlogs = pipelines.NewBacklogs(a.Broker, now)
+	a.Registry.MustRegister(a.Backlogs)
 	w := pipelines.Wiring{
-		Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: backlogs, Log: log, Now: now,
+		Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: a.Backlogs, Log: log, Now: now,
 		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
 			return a.Broker.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
 				AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},

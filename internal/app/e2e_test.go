@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -251,6 +252,13 @@ func TestCRMOutage(t *testing.T) {
 	msgs, age := f.backlog(t, "crm")
 	require.Positive(t, msgs, "crm backlog during the outage")
 	require.Positive(t, age, "age of the oldest lead waiting for the crm stage")
+	var stages []pipelines.StageBacklog
+	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodGet, "/admin/stages", nil, &stages))
+	i := slices.IndexFunc(stages, func(s pipelines.StageBacklog) bool { return s.Pipeline == "leads" && s.Stage == "crm" })
+	require.GreaterOrEqual(t, i, 0, "no leads/crm in %+v", stages)
+	require.Positive(t, stages[i].Messages)
+	require.NotNil(t, stages[i].Oldest)
+	require.Empty(t, stages[i].Error)
 	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: "1"})
 	waitAttempts(rcv.Attempts() + 3)
 	rcv.SetFault(crm.Fault{Mode: crm.FaultReset})
