@@ -102,6 +102,7 @@ wired to simulated partners. Leads are posted every %s by a simulated Ici Format
   readiness      %s/readyz
   CRM simulator  %s  (verifies Standard Webhooks signatures)
   dead letters   PASSERELLE_ADMIN_ADDR=%s go run ./cmd/passerelle dlq list
+  stage backlog  PASSERELLE_ADMIN_ADDR=%s go run ./cmd/passerelle stages
 
 Shop Application simulator %s (interfaces change every few seconds; polled every 10s)
 SFTP depot (in-process)      %s, files land in %s
@@ -117,7 +118,7 @@ Post a lead yourself:
     -d '{"nom":"Doe","prenom":"John","civilite":"M.","tel":"0102030405","email":"john.doe@example.com","ville":"paris","code_postal":"75001","formation":"Développement Web","id_client":"1234"}'
 
 Ctrl-C stops it.
-`, cfg.DataDir, *every, admin, admin, receiver.URL(), loopback(a.AdminAddr()),
+`, cfg.DataDir, *every, admin, admin, receiver.URL(), loopback(a.AdminAddr()), loopback(a.AdminAddr()),
 		sim.URL(), depot.Addr(), filepath.Join(sftpRoot, "depot"),
 		loopback(a.AdminAddr()), period, filepath.Join(sftpRoot, "depot", pipelines.FileName(prev)),
 		loopback(a.AdminAddr()), pipelines.PeriodOf(time.Now()).String(),
