@@ -45,24 +45,9 @@ func TestBacklogs(t *testing.T) {
 
 	gauge := func(name, stage string) float64 {
 		t.Helper()
-		mfs, err := reg.Gather()
-		require.NoError(t, err)
-		for _, mf := range mfs {
-			if mf.GetName() != name {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				l := map[string]string{}
-				for _, lp := range m.GetLabel() {
-					l[lp.GetName()] = lp.GetValue()
-				}
-				if l["pipeline"] == "leads" && l["stage"] == stage {
-					return m.GetGauge().GetValue()
-				}
-			}
-		}
-		t.Fatalf("no %s for stage %s", name, stage)
-		return 0
+		v, ok := gathered(t, reg, name, map[string]string{"pipeline": "leads", "stage": stage})
+		require.True(t, ok, "no %s for stage %s", name, stage)
+		return v
 	}
 	require.Eventually(t, func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 },
 		5*time.Second, 10*time.Millisecond)
