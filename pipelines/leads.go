@@ -58,12 +58,14 @@ type MessagePublisher interface {
 type LeadIngest struct {
 	pub     MessagePublisher
 	metrics StageCounters
+	yield   *Yield
 	now     func() time.Time
 }
 
-// NewLeadIngest returns the ingest stage publishing through pub.
-func NewLeadIngest(pub MessagePublisher, m *Metrics, now func() time.Time) *LeadIngest {
-	return &LeadIngest{pub: pub, metrics: m.Stage(PipelineLeads, "ingest"), now: now}
+// NewLeadIngest returns the ingest stage publishing through pub; y (may be nil) hears of each
+// lead being stored.
+func NewLeadIngest(pub MessagePublisher, m *Metrics, y *Yield, now func() time.Time) *LeadIngest {
+	return &LeadIngest{pub: pub, metrics: m.Stage(PipelineLeads, "ingest"), yield: y, now: now}
 }
 
 // AcceptLead implements iciformation.Acceptor.
@@ -72,7 +74,9 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 	in.metrics.In.Inc()
 	msg, err := in.message(l)
 	if err == nil {
+		done := in.yield.Storing()
 		err = in.pub.Publish(ctx, msg)
+		done()
 	}
 	in.metrics.Duration.Observe(time.Since(start).Seconds())
 	if err != nil {
@@ -257,8 +261,10 @@ type Wiring struct {
 	Metrics   *Metrics
 	// Backlogs, when set, exports each added stage's backlog in the broker.
 	Backlogs *Backlogs
-	Log      *slog.Logger
-	Now      func() time.Time
+	// Yield, when set, is the router's: each added stage's series start at zero.
+	Yield *Yield
+	Log   *slog.Logger
+	Now   func() time.Time
 }
 
 func (w Wiring) handler(ctx context.Context, name, from, to string, h message.HandlerFunc) error {
@@ -269,6 +275,7 @@ func (w Wiring) handler(ctx context.Context, name, from, to string, h message.Ha
 	}
 	p, s := splitHandler(name)
 	w.Metrics.Init(p, s)
+	w.Yield.init(p, s)
 	if w.Backlogs != nil {
 		w.Backlogs.add(p, s, durable)
 	}

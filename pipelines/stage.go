@@ -171,15 +171,21 @@ func IsPermanent(err error) bool {
 type RouterConfig struct {
 	HandlerTimeout time.Duration // must stay under the consumers' AckWait
 	CloseTimeout   time.Duration
+	// Yield, when set, holds the stages while webhook ingest is busy.
+	Yield *Yield
 }
 
 // NewRouter builds a router with the standard stack: panics recovered, stages measured, permanent
 // failures stored in the pipeline's dead-letter topic before the message is acked, and a handler
-// timeout. Other failures are nacked and redelivered by the broker with a growing delay.
+// timeout. Other failures are nacked and redelivered by the broker with a growing delay. With a
+// Yield, a stage waits before a message while webhook ingest is busy (not counted in its duration).
 func NewRouter(cfg RouterConfig, pub message.Publisher, m *Metrics, logger watermill.LoggerAdapter) (*message.Router, error) {
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	if cfg.Yield != nil {
+		r.AddMiddleware(cfg.Yield.middleware)
 	}
 	r.AddMiddleware(
 		middleware.Recoverer,

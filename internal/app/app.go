@@ -94,13 +94,16 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	metrics := pipelines.NewMetrics(a.Registry)
 	// Watermill narrates every subscriber start and stop at info: keep that for debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout}, a.Pub, metrics, wlog); err != nil {
+	// Up to 64 prefetched messages (a consumer's MaxAckPending) wait behind a held one: their
+	// waits must add up to well under the AckWait, or they would be redelivered while queued.
+	yield := pipelines.NewYield(min(cfg.StageYield, ackWait/128), a.Registry)
+	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout, Yield: yield}, a.Pub, metrics, wlog); err != nil {
 		return nil, err
 	}
 	a.Backlogs = pipelines.NewBacklogs(a.Broker, now)
 	a.Registry.MustRegister(a.Backlogs)
 	w := pipelines.Wiring{
-		Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: a.Backlogs, Log: log, Now: now,
+		Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: a.Backlogs, Yield: yield, Log: log, Now: now,
 		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
 			return a.Broker.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
 				AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},
@@ -159,7 +162,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		// Up to 256 concurrent leads share one publish; two batches in flight keep the broker busy.
 		batcher := broker.NewBatcher(a.Pub, pipelines.TopicLeadsReceived, 256, 2)
 		a.closers = append(a.closers, func() error { batcher.Close(); return nil })
-		ingest := pipelines.NewLeadIngest(batcher, metrics, now)
+		ingest := pipelines.NewLeadIngest(batcher, metrics, yield, now)
 		metrics.Init(pipelines.PipelineLeads, "ingest")
 		mux.Handle("/webhooks/iciformation", webhooks.Instrument("iciformation", iciformation.NewHandler(iciformation.HandlerConfig{
 			Auth: httpapi.TokenAuth{Scheme: scheme, Token: cfg.IciFormation.Token}, Logger: log.With("source", "iciformation"),

@@ -1,0 +1,85 @@
+package pipelines
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// YieldAbove is how many webhook requests must be waiting for their publish at once for the
+// stages to yield: one partner posting lead after lead never gets there, a burst of concurrent
+// posts does.
+const YieldAbove = 8
+
+// yieldPoll is how often a yielding stage looks again.
+const yieldPoll = 5 * time.Millisecond
+
+// Yield gives webhook ingest priority over the stages. A webhook answers only once its lead is
+// stored, while the stages only forward what is already stored: during a burst, every CPU
+// second a stage takes is a partner waiting longer for its answer. So while at least YieldAbove
+// webhook requests are being stored, each stage waits before taking its next message, until the
+// burst passes or for Max at most, then takes one. Nothing is lost or reordered; deliveries lag
+// by the burst, and catch up after it.
+//
+// Max must stay well under the consumers' AckWait: a stage's prefetched messages wait their turn
+// behind the held one.
+type Yield struct {
+	max      time.Duration
+	inflight atomic.Int64
+	held     *prometheus.CounterVec
+}
+
+// NewYield returns a Yield holding stages up to max per message (0 never holds) and registers
+// passerelle_stage_yield_seconds_total on reg.
+func NewYield(max time.Duration, reg prometheus.Registerer) *Yield {
+	y := &Yield{max: max, held: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Namespace: "passerelle", Subsystem: "stage", Name: "yield_seconds_total",
+		Help: "Time stages waited before a message because webhook requests were being stored (PASSERELLE_STAGE_YIELD).",
+	}, []string{"pipeline", "stage"})}
+	reg.MustRegister(y.held)
+	return y
+}
+
+// Storing marks a webhook request as being stored until the returned func is called.
+func (y *Yield) Storing() (done func()) {
+	if y == nil {
+		return func() {}
+	}
+	y.inflight.Add(1)
+	return func() { y.inflight.Add(-1) }
+}
+
+func (y *Yield) busy() bool { return y.inflight.Load() >= YieldAbove }
+
+// init creates a stage's series, so dashboards show zeros rather than gaps.
+func (y *Yield) init(pipeline, stage string) {
+	if y != nil {
+		y.held.WithLabelValues(pipeline, stage)
+	}
+}
+
+// middleware holds each message of a stage while ingest is busy, within Max.
+func (y *Yield) middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if y.max <= 0 || !y.busy() {
+			return h(msg)
+		}
+		start := time.Now()
+		deadline := start.Add(y.max)
+		t := time.NewTimer(yieldPoll)
+	wait:
+		for y.busy() && time.Now().Before(deadline) {
+			select {
+			case <-t.C:
+				t.Reset(yieldPoll)
+			case <-msg.Context().Done():
+				break wait
+			}
+		}
+		t.Stop()
+		y.held.WithLabelValues(splitHandler(message.HandlerNameFromCtx(msg.Context()))).Add(time.Since(start).Seconds())
+		return h(msg)
+	}
+}

@@ -1,0 +1,106 @@
+package pipelines_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/pipelines"
+)
+
+// yieldRouter runs a router with y and one stage, leads.normalize, reporting each message it
+// handles on the returned channel; publish feeds it.
+func yieldRouter(t *testing.T, y *pipelines.Yield) (handled <-chan string, publish func(id string)) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	ps := gochannel.NewGoChannel(gochannel.Config{}, watermill.NopLogger{})
+	r, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: time.Minute, CloseTimeout: 5 * time.Second, Yield: y}, ps, pipelines.NewMetrics(reg), watermill.NopLogger{})
+	require.NoError(t, err)
+	ch := make(chan string, 10)
+	r.AddConsumerHandler("leads.normalize", "in", ps, func(m *message.Message) error {
+		ch <- m.UUID
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() { _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); _ = r.Close() })
+	<-r.Running()
+	return ch, func(id string) { require.NoError(t, ps.Publish("in", message.NewMessage(id, nil))) }
+}
+
+// storing marks n webhook requests as being stored, until the returned func is called.
+func storing(y *pipelines.Yield, n int) (done func()) {
+	dones := make([]func(), n)
+	for i := range dones {
+		dones[i] = y.Storing()
+	}
+	return func() {
+		for _, d := range dones {
+			d()
+		}
+	}
+}
+
+func waitHandled(t *testing.T, handled <-chan string, want string) {
+	t.Helper()
+	select {
+	case got := <-handled:
+		require.Equal(t, want, got)
+	case <-time.After(10 * time.Second):
+		t.Fatalf("message %s not handled", want)
+	}
+}
+
+func TestYieldHoldsStagesWhileIngestIsBusy(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	y := pipelines.NewYield(time.Hour, reg)
+	handled, publish := yieldRouter(t, y)
+
+	// Fewer requests than the threshold: the stage does not wait (it would wait an hour).
+	release := storing(y, pipelines.YieldAbove-1)
+	publish("quiet")
+	waitHandled(t, handled, "quiet")
+
+	// A burst: the stage waits for it to pass.
+	releaseMore := storing(y, 1)
+	publish("burst")
+	select {
+	case id := <-handled:
+		t.Fatalf("message %s handled while %d webhook requests were being stored", id, pipelines.YieldAbove)
+	case <-time.After(200 * time.Millisecond):
+	}
+	releaseMore()
+	waitHandled(t, handled, "burst")
+	release()
+
+	held, ok := gathered(t, reg, "passerelle_stage_yield_seconds_total", map[string]string{"pipeline": "leads", "stage": "normalize"})
+	require.True(t, ok)
+	require.GreaterOrEqual(t, held, 0.2, "the time held is counted")
+}
+
+func TestYieldIsBounded(t *testing.T) {
+	y := pipelines.NewYield(20*time.Millisecond, prometheus.NewRegistry())
+	handled, publish := yieldRouter(t, y)
+	release := storing(y, pipelines.YieldAbove)
+	defer release()
+	// The burst never ends, yet each message waits Max at most: the stages still progress.
+	for _, id := range []string{"a", "b", "c"} {
+		publish(id)
+		waitHandled(t, handled, id)
+	}
+}
+
+func TestYieldOff(t *testing.T) {
+	y := pipelines.NewYield(0, prometheus.NewRegistry())
+	handled, publish := yieldRouter(t, y)
+	release := storing(y, 10*pipelines.YieldAbove)
+	defer release()
+	publish("a")
+	waitHandled(t, handled, "a")
+}
