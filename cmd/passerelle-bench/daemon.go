@@ -213,22 +213,43 @@ func (p *proc) cpuTime() (time.Duration, error) {
 // metric reads one sample of the daemon's /metrics, the series named exactly as written there
 // (labels in the sorted order Prometheus prints them).
 func (p *proc) metric(series string) (float64, error) {
-	resp, err := http.Get("http://" + p.admin + "/metrics")
+	vs, err := p.metrics(series)
 	if err != nil {
 		return 0, err
 	}
+	return vs[0], nil
+}
+
+// metrics reads several series from one scrape of the daemon's /metrics, in order.
+func (p *proc) metrics(series ...string) ([]float64, error) {
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
+	vs := make([]float64, len(series))
+	found := make([]bool, len(series))
 	s := bufio.NewScanner(resp.Body)
 	s.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for s.Scan() {
-		if v, ok := strings.CutPrefix(s.Text(), series+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		for i, name := range series {
+			if v, ok := strings.CutPrefix(s.Text(), name+" "); ok {
+				if vs[i], err = strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+					return nil, fmt.Errorf("%s: %w", name, err)
+				}
+				found[i] = true
+			}
 		}
 	}
 	if err := s.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("no series %s in /metrics", series)
+	for i, ok := range found {
+		if !ok {
+			return nil, fmt.Errorf("no series %s in /metrics", series[i])
+		}
+	}
+	return vs, nil
 }
 
 func freeAddr() (string, error) {

@@ -26,6 +26,7 @@ const (
 	seriesIngestOut = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="ingest"}`
 	seriesCRMOut    = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
 	seriesBehind    = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
+	seriesYield     = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="crm"}`
 )
 
 // ingestRound is what one round measured.
@@ -36,6 +37,7 @@ type ingestRound struct {
 	verifyOK, verifyFailed int64
 	verifyPublished        int64
 	delivered              float64 // leads the router delivered to the CRM receiver meanwhile
+	yielded                float64 // share of the run the CRM stage spent yielding to the webhooks
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
 	behindNormalize, behindCRM float64
 	peakRSS                    int64
@@ -131,8 +133,10 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
-	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median); at its end the",
+	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
 		pick(func(r ingestRound) float64 { return r.delivered }))
+	rep.addf("        yielding to the webhook burst %.0f%% of the time (PASSERELLE_STAGE_YIELD, default); at its end the",
+		100*pick(func(r ingestRound) float64 { return r.yielded }))
 	rep.addf("        oldest lead waiting for normalize had waited %.1f s, for the CRM stage %.1f s (passerelle_stage_backlog_oldest_seconds)",
 		pick(func(r ingestRound) float64 { return r.behindNormalize }), pick(func(r ingestRound) float64 { return r.behindCRM }))
 	rep.addf("")
@@ -225,18 +229,19 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if err != nil {
 		return 0, err
 	}
-	before, err := p.metric(seriesCRMOut)
+	before, err := p.metrics(seriesCRMOut, seriesYield)
 	if err != nil {
 		return 0, err
 	}
 	if r.daemon, err = measure(ctx, p, gen, t, o); err != nil {
 		return 0, err
 	}
-	after, err := p.metric(seriesCRMOut)
+	after, err := p.metrics(seriesCRMOut, seriesYield)
 	if err != nil {
 		return 0, err
 	}
-	r.delivered = (after - before) / r.daemon.elapsed.Seconds()
+	r.delivered = (after[0] - before[0]) / r.daemon.elapsed.Seconds()
+	r.yielded = (after[1] - before[1]) / r.daemon.elapsed.Seconds()
 	if r.behindNormalize, err = p.metric(fmt.Sprintf(seriesBehind, "normalize")); err != nil {
 		return 0, err
 	}
