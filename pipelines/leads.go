@@ -74,9 +74,9 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 	in.metrics.In.Inc()
 	msg, err := in.message(l)
 	if err == nil {
-		done := in.yield.Storing()
+		in.yield.Storing()
 		err = in.pub.Publish(ctx, msg)
-		done()
+		in.yield.Stored()
 	}
 	in.metrics.Duration.Observe(time.Since(start).Seconds())
 	if err != nil {

@@ -42,13 +42,18 @@ func NewYield(max time.Duration, reg prometheus.Registerer) *Yield {
 	return y
 }
 
-// Storing marks a webhook request as being stored until the returned func is called.
-func (y *Yield) Storing() (done func()) {
-	if y == nil {
-		return func() {}
+// Storing marks a webhook request as being stored, until Stored. Both do nothing on a nil Yield.
+func (y *Yield) Storing() {
+	if y != nil {
+		y.inflight.Add(1)
 	}
-	y.inflight.Add(1)
-	return func() { y.inflight.Add(-1) }
+}
+
+// Stored ends what Storing started.
+func (y *Yield) Stored() {
+	if y != nil {
+		y.inflight.Add(-1)
+	}
 }
 
 func (y *Yield) busy() bool { return y.inflight.Load() >= YieldAbove }

@@ -36,13 +36,12 @@ func yieldRouter(t *testing.T, y *pipelines.Yield) (handled <-chan string, publi
 
 // storing marks n webhook requests as being stored, until the returned func is called.
 func storing(y *pipelines.Yield, n int) (done func()) {
-	dones := make([]func(), n)
-	for i := range dones {
-		dones[i] = y.Storing()
+	for range n {
+		y.Storing()
 	}
 	return func() {
-		for _, d := range dones {
-			d()
+		for range n {
+			y.Stored()
 		}
 	}
 }
