@@ -13,6 +13,11 @@ import (
 // posts does.
 const YieldAbove = 8
 
+// A burst is over once fewer than YieldAbove requests have been stored at once for yieldLinger:
+// under load the count swings below the threshold between batches, and a stage let through in
+// such a gap would take a whole batch's worth of CPU in the middle of the burst.
+const yieldLinger = 100 * time.Millisecond
+
 // yieldPoll is how often a yielding stage looks again.
 const yieldPoll = 5 * time.Millisecond
 
@@ -20,7 +25,8 @@ const yieldPoll = 5 * time.Millisecond
 // stored, while the stages only forward what is already stored: during a burst, every CPU
 // second a stage takes is a partner waiting longer for its answer. So while at least YieldAbove
 // webhook requests are being stored, each stage waits before taking its next message, until the
-// burst passes or for Max at most, then takes one. Nothing is lost or reordered; deliveries lag
+// burst passes (yieldLinger after the last moment with YieldAbove requests) or for Max at most,
+// then takes one. Nothing is lost or reordered; deliveries lag
 // by the burst, and catch up after it.
 //
 // Max must stay well under the consumers' AckWait: a stage's prefetched messages wait their turn
@@ -28,24 +34,27 @@ const yieldPoll = 5 * time.Millisecond
 type Yield struct {
 	max      time.Duration
 	inflight atomic.Int64
+	start    time.Time    // the monotonic origin of lastBusy
+	lastBusy atomic.Int64 // since start: the last moment YieldAbove or more were being stored
 	held     *prometheus.CounterVec
 }
 
 // NewYield returns a Yield holding stages up to max per message (0 never holds) and registers
 // passerelle_stage_yield_seconds_total on reg.
 func NewYield(max time.Duration, reg prometheus.Registerer) *Yield {
-	y := &Yield{max: max, held: prometheus.NewCounterVec(prometheus.CounterOpts{
+	y := &Yield{max: max, start: time.Now(), held: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "passerelle", Subsystem: "stage", Name: "yield_seconds_total",
 		Help: "Time stages waited before a message because webhook requests were being stored (PASSERELLE_STAGE_YIELD).",
 	}, []string{"pipeline", "stage"})}
+	y.lastBusy.Store(int64(-yieldLinger)) // no burst yet
 	reg.MustRegister(y.held)
 	return y
 }
 
 // Storing marks a webhook request as being stored, until Stored. Both do nothing on a nil Yield.
 func (y *Yield) Storing() {
-	if y != nil {
-		y.inflight.Add(1)
+	if y != nil && y.inflight.Add(1) >= YieldAbove {
+		y.lastBusy.Store(int64(time.Since(y.start)))
 	}
 }
 
@@ -56,7 +65,9 @@ func (y *Yield) Stored() {
 	}
 }
 
-func (y *Yield) busy() bool { return y.inflight.Load() >= YieldAbove }
+func (y *Yield) busy() bool {
+	return y.inflight.Load() >= YieldAbove || time.Since(y.start)-time.Duration(y.lastBusy.Load()) < yieldLinger
+}
 
 // init creates a stage's series, so dashboards show zeros rather than gaps.
 func (y *Yield) init(pipeline, stage string) {

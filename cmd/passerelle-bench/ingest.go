@@ -27,6 +27,7 @@ const (
 	seriesCRMOut    = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
 	seriesBehind    = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
 	seriesYield     = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="crm"}`
+	seriesPublishes = `passerelle_transport_publish_duration_seconds_count{outcome="ok",topic="leads.received"}`
 )
 
 // ingestRound is what one round measured.
@@ -38,6 +39,7 @@ type ingestRound struct {
 	verifyPublished        int64
 	delivered              float64 // leads the router delivered to the CRM receiver meanwhile
 	yielded                float64 // share of the run the CRM stage spent yielding to the webhooks
+	perPublish             float64 // leads per broker message the webhook published (its batches)
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
 	behindNormalize, behindCRM float64
 	peakRSS                    int64
@@ -133,6 +135,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
+	rep.addf("webhook batches: %.1f leads per broker message on average (broker.Batcher; median)",
+		pick(func(r ingestRound) float64 { return r.perPublish }))
 	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
 		pick(func(r ingestRound) float64 { return r.delivered }))
 	rep.addf("        yielding to the webhook burst %.0f%% of the time (PASSERELLE_STAGE_YIELD, default); at its end the",
@@ -229,19 +233,21 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if err != nil {
 		return 0, err
 	}
-	before, err := p.metrics(seriesCRMOut, seriesYield)
+	series := []string{seriesCRMOut, seriesYield, seriesIngestOut, seriesPublishes}
+	before, err := p.metrics(series...)
 	if err != nil {
 		return 0, err
 	}
 	if r.daemon, err = measure(ctx, p, gen, t, o); err != nil {
 		return 0, err
 	}
-	after, err := p.metrics(seriesCRMOut, seriesYield)
+	after, err := p.metrics(series...)
 	if err != nil {
 		return 0, err
 	}
 	r.delivered = (after[0] - before[0]) / r.daemon.elapsed.Seconds()
 	r.yielded = (after[1] - before[1]) / r.daemon.elapsed.Seconds()
+	r.perPublish = (after[2] - before[2]) / max(1, after[3]-before[3])
 	if r.behindNormalize, err = p.metric(fmt.Sprintf(seriesBehind, "normalize")); err != nil {
 		return 0, err
 	}
