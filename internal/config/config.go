@@ -35,7 +35,7 @@ type Config struct {
 	RedeliveryMin   time.Duration `env:"REDELIVERY_MIN, default=1s" desc:"first wait before a failed message is redelivered; doubles on each failure"`
 	RedeliveryMax   time.Duration `env:"REDELIVERY_MAX, default=5m" desc:"longest wait between two redeliveries of a failed message"`
 	AckWait         time.Duration `env:"ACK_WAIT, default=2m" desc:"how long the broker waits for a stage to acknowledge a message before redelivering it (messages in flight when the process died come back after this); a stage run times out at 3/4 of it, 90s at most"`
-	StageYield      time.Duration `env:"STAGE_YIELD, default=500ms" desc:"while 8 or more webhook requests are being stored at once, each stage waits up to this long before its next message, so partners get their answers first and deliveries catch up after the burst; 0 turns it off; lowered to PASSERELLE_ACK_WAIT/128 if above"`
+	StageYield      time.Duration `env:"STAGE_YIELD, default=500ms" desc:"while 8 or more webhook requests are being stored at once (and for 100ms after), each stage waits up to this long before its next message, so partners get their answers first and deliveries catch up after the burst; 0 turns it off; lowered to PASSERELLE_ACK_WAIT/128 if above"`
 
 	NATS         NATS         `env:", prefix=NATS_"`
 	IciFormation IciFormation `env:", prefix=ICIFORMATION_"`
