@@ -26,8 +26,7 @@ const yieldPoll = 5 * time.Millisecond
 // second a stage takes is a partner waiting longer for its answer. So while at least YieldAbove
 // webhook requests are being stored, each stage waits before taking its next message, until the
 // burst passes (yieldLinger after the last moment with YieldAbove requests) or for Max at most,
-// then takes one. Nothing is lost or reordered; deliveries lag
-// by the burst, and catch up after it.
+// then takes one. Nothing is lost or reordered; deliveries lag by the burst, and catch up after it.
 //
 // Max must stay well under the consumers' AckWait: a stage's prefetched messages wait their turn
 // behind the held one.
