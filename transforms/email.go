@@ -37,6 +37,9 @@ func NormalizeEmail(raw string) (string, error) {
 	if !strings.Contains(domain, ".") || strings.HasPrefix(domain, ".") || strings.HasSuffix(domain, ".") {
 		return "", fmt.Errorf("%w: domain needs a dot between labels", ErrInvalidEmail)
 	}
+	if isPlainAddress(local, domain) {
+		return s, nil
+	}
 	// ParseAddress accepts display names, comments and quoting; requiring its
 	// result to be the input itself keeps only plain addresses.
 	addr, err := mail.ParseAddress(s)
@@ -44,4 +47,26 @@ func NormalizeEmail(raw string) (string, error) {
 		return "", fmt.Errorf("%w: not a plain RFC 5322 address", ErrInvalidEmail)
 	}
 	return s, nil
+}
+
+// isPlainAddress reports whether local@domain is made of the characters nearly every real
+// address uses (lower-case letters, digits, and ".-_+" in the local part, ".-" in the domain),
+// with no empty dot-separated part: such an address is an RFC 5322 dot-atom on both sides, which
+// mail.ParseAddress accepts as is (FuzzNormalizeEmail holds the two together), for a fraction of
+// its cost on the webhook's path.
+func isPlainAddress(local, domain string) bool {
+	return dotAtom(local, "._-+") && dotAtom(domain, ".-")
+}
+
+func dotAtom(s, punct string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && strings.IndexByte(punct, c) < 0 {
+			return false
+		}
+	}
+	return true
 }
