@@ -205,6 +205,57 @@ func TestDuplicateLeads(t *testing.T) {
 	require.Equal(t, float64(1), f.stageCount(t, "crm", "out"))
 }
 
+// A burst of concurrent posts: the stages yield to it (PASSERELLE_STAGE_YIELD), every lead is
+// answered 200, and once the burst is over every one of them reaches the CRM, once.
+func TestBurstIsDeliveredAfterTheStagesYield(t *testing.T) {
+	t.Parallel()
+	const leads, clients = 600, 4 * pipelines.YieldAbove
+	_, rcv, f := startApp(t)
+	next := make(chan int)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		statuses = map[int]int{}
+	)
+	// Keep-alive connections, one per client, as a partner's burst comes.
+	client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: clients}}
+	defer client.CloseIdleConnections()
+	for range clients {
+		wg.Go(func() {
+			for i := range next {
+				status := -1
+				req, err := http.NewRequest(http.MethodPost, f.hookURL(), bytes.NewReader(leadBody(i, "burst")))
+				require.NoError(t, err)
+				req.Header = jsonHeader("Bearer " + f.Token)
+				if resp, err := client.Do(req); err == nil {
+					status = resp.StatusCode
+					resp.Body.Close()
+				}
+				mu.Lock()
+				statuses[status]++
+				mu.Unlock()
+			}
+		})
+	}
+	for i := range leads {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	require.Equal(t, map[int]int{http.StatusOK: leads}, statuses)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	require.NoError(t, rcv.WaitForUnique(ctx, leads))
+	for id, n := range rcv.UniqueIDs() {
+		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
+	}
+	// Counted once a hold ends, so read after the deliveries.
+	held, ok := metric(f.scrape(t), "passerelle_stage_yield_seconds_total", map[string]string{"pipeline": "leads", "stage": "normalize"})
+	require.True(t, ok, "no passerelle_stage_yield_seconds_total for leads/normalize")
+	require.Positive(t, held, "the normalize stage never yielded to %d concurrent posts", clients)
+}
+
 // The CRM fails for a while, in every way a real one does, while leads keep coming: they are all
 // accepted, and all delivered once it recovers.
 func TestCRMOutage(t *testing.T) {
