@@ -275,7 +275,7 @@ func (w Wiring) handler(ctx context.Context, name, from, to string, h message.Ha
 	}
 	p, s := splitHandler(name)
 	w.Metrics.Init(p, s)
-	w.Yield.init(p, s)
+	w.Yield.initSeries(p, s)
 	if w.Backlogs != nil {
 		w.Backlogs.add(p, s, durable)
 	}

@@ -68,8 +68,8 @@ func (y *Yield) busy() bool {
 	return y.inflight.Load() >= YieldAbove || time.Since(y.start)-time.Duration(y.lastBusy.Load()) < yieldLinger
 }
 
-// init creates a stage's series, so dashboards show zeros rather than gaps.
-func (y *Yield) init(pipeline, stage string) {
+// initSeries creates a stage's series, so dashboards show zeros rather than gaps.
+func (y *Yield) initSeries(pipeline, stage string) {
 	if y != nil {
 		y.held.WithLabelValues(pipeline, stage)
 	}
