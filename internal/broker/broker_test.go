@@ -28,18 +28,29 @@ func testConfigs(t *testing.T) map[string]func() Config {
 	}
 }
 
+// openTest opens the broker cfg describes, with a publisher; the caller closes both. An external
+// server's test stream is deleted at cleanup.
+func openTest(t *testing.T, cfg Config) (*Broker, *Publisher) {
+	t.Helper()
+	b, err := Open(context.Background(), cfg, slog.Default(), nil)
+	require.NoError(t, err)
+	if cfg.URL != "" {
+		t.Cleanup(func() { brokertest.DeleteStream(t, cfg.URL, cfg.Stream) })
+	}
+	pub, err := b.NewPublisher()
+	if err != nil {
+		_ = b.Close()
+		require.NoError(t, err)
+	}
+	return b, pub
+}
+
 func TestPublishConsumeResume(t *testing.T) {
 	for name, mk := range testConfigs(t) {
 		t.Run(name, func(t *testing.T) {
 			cfg := mk()
 			ctx := context.Background()
-			b, err := Open(ctx, cfg, slog.Default(), nil)
-			require.NoError(t, err)
-			if cfg.URL != "" {
-				t.Cleanup(func() { brokertest.DeleteStream(t, cfg.URL, cfg.Stream) })
-			}
-			pub, err := b.NewPublisher()
-			require.NoError(t, err)
+			b, pub := openTest(t, cfg)
 			for i := range 20 {
 				require.NoError(t, pub.Publish("things.in", message.NewMessage(fmt.Sprintf("id-%d", i), []byte("x"))))
 			}
@@ -52,7 +63,7 @@ func TestPublishConsumeResume(t *testing.T) {
 			require.NoError(t, b.Close())
 
 			// Reopen: the durable resumes after the 10 acked messages, nothing replayed, nothing lost.
-			b, err = Open(ctx, cfg, slog.Default(), nil)
+			b, err := Open(ctx, cfg, slog.Default(), nil)
 			require.NoError(t, err)
 			defer b.Close()
 			rest := consume(t, b, "things_reader", 10, true)
@@ -75,16 +86,9 @@ func TestPublishConsumeResume(t *testing.T) {
 func TestBacklog(t *testing.T) {
 	for name, mk := range testConfigs(t) {
 		t.Run(name, func(t *testing.T) {
-			cfg := mk()
 			ctx := context.Background()
-			b, err := Open(ctx, cfg, slog.Default(), nil)
-			require.NoError(t, err)
+			b, pub := openTest(t, mk())
 			defer b.Close()
-			if cfg.URL != "" {
-				t.Cleanup(func() { brokertest.DeleteStream(t, cfg.URL, cfg.Stream) })
-			}
-			pub, err := b.NewPublisher()
-			require.NoError(t, err)
 			defer pub.Close()
 			consume(t, b, "backlog_reader", 0, true) // creates the durable
 			bl, err := b.Backlog(ctx, "backlog_reader")
