@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nuid"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/internal/broker"
@@ -43,8 +44,8 @@ type DedupeStore interface {
 
 // SourceIciFormation names the Ici Formation webhook in MetaSource and in event ids. A
 // leads.received message is the lead exactly as its source sent it (Ici Formation's JSON object),
-// with MetaSource, MetaEventID and MetaReceivedAt: the normalize stage decodes it with its
-// source's decoder, so a replay runs today's normalisation on what was really received.
+// with MetaSource and MetaReceivedAt: the normalize stage decodes it with its source's decoder and
+// derives its event id, so a replay runs today's normalisation on what was really received.
 const SourceIciFormation = "iciformation"
 
 // MessagePublisher publishes one message and returns once the broker holds it.
@@ -87,15 +88,19 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 	return nil
 }
 
+// message builds the leads.received message. Only what the answer depends on happens here (the
+// partner waits): the check that the lead can be normalised, and the bytes to store. The event
+// id is derived by the normalize stage from the same bytes, off the webhook's path.
 func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
 	now := in.now().UTC()
 	// Reject now what the normalize stage would reject, so the partner hears about it.
-	id, err := transforms.CheckLead(leadInput(l))
-	if err != nil {
+	if err := transforms.CheckLead(leadInput(l)); err != nil {
 		return nil, fmt.Errorf("%w: %w", iciformation.ErrInvalidLead, err)
 	}
-	msg := message.NewMessage(id, message.Payload(l.Raw))
-	setMeta(msg, id, PipelineLeads, SourceIciFormation, now)
+	msg := message.NewMessage(nuid.Next(), message.Payload(l.Raw))
+	msg.Metadata.Set(MetaPipeline, PipelineLeads)
+	msg.Metadata.Set(MetaSource, SourceIciFormation)
+	msg.Metadata.Set(MetaReceivedAt, now.Format(time.RFC3339Nano))
 	return msg, nil
 }
 
@@ -116,7 +121,8 @@ func receivedLead(msg *message.Message) (transforms.LeadInput, time.Time, error)
 	if err != nil {
 		return in, time.Time{}, fmt.Errorf("%s: %w", MetaReceivedAt, err)
 	}
-	// The id was derived at ingest: canonicalising the payload again would give the same.
+	// Empty for what the webhook stores (NormalizeLead derives it); set on what an earlier
+	// version stored, which derived it at ingest the same way.
 	in.EventID = msg.Metadata.Get(MetaEventID)
 	return in, at, nil
 }
@@ -165,6 +171,9 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 		lead, err := normalizeReceived(it)
 		if err != nil {
 			err = Permanent(err)
+			if it.Metadata.Get(MetaEventID) == "" { // named in the dead-letter topic all the same
+				it.Metadata.Set(MetaEventID, transforms.EventID(it.Metadata.Get(MetaSource), it.Payload))
+			}
 			if !broker.IsBatch(msg) {
 				return nil, err
 			}
@@ -197,6 +206,8 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 		}
 		out := message.NewMessage(lead.EventID, lead.AppendJSON(make([]byte, 0, 512+len(lead.Raw))))
 		out.Metadata = copyMeta(g.meta)
+		out.Metadata.Set(MetaEventID, lead.EventID)
+		out.Metadata.Set(MetaCorrelationID, lead.EventID)
 		out.Metadata.Set(metaDedupeKey, key)
 		outs = append(outs, out)
 	}

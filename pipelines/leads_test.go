@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
@@ -33,8 +34,7 @@ func TestLeadNormalizerBatch(t *testing.T) {
 		in := transforms.LeadInput{Source: pipelines.SourceIciFormation, Email: email, Course: formation, ClientID: "1234", Raw: raw}
 		lead, err := transforms.NormalizeLead(in, now)
 		require.NoError(t, err)
-		m := message.NewMessage(lead.EventID, raw)
-		m.Metadata.Set(pipelines.MetaEventID, lead.EventID)
+		m := message.NewMessage(watermill.NewUUID(), raw) // no event id: the stage derives it
 		m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
 		m.Metadata.Set(pipelines.MetaReceivedAt, now.Format(time.RFC3339Nano))
 		return m, lead
@@ -55,7 +55,9 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	var ids []string
 	for _, m := range out {
 		ids = append(ids, m.UUID)
-		require.Equal(t, m.UUID, m.Metadata.Get(pipelines.MetaEventID), "each lead keeps its own metadata")
+		require.Equal(t, m.UUID, m.Metadata.Get(pipelines.MetaEventID), "each lead carries its own event id")
+		require.Equal(t, m.UUID, m.Metadata.Get(pipelines.MetaCorrelationID))
+		require.Equal(t, pipelines.SourceIciFormation, m.Metadata.Get(pipelines.MetaSource), "and keeps its received metadata")
 	}
 	// a passes (same event as the committed key: a redelivery), b passes, dup is dropped.
 	require.Equal(t, []string{leadA.EventID, leadB.EventID}, ids)
@@ -84,6 +86,8 @@ func TestLeadNormalizerRefusesUnreadable(t *testing.T) {
 			_, err := n.Handle(m)
 			require.Error(t, err)
 			require.True(t, pipelines.IsPermanent(err), "%v should be permanent", err)
+			require.Equal(t, transforms.EventID(m.Metadata.Get(pipelines.MetaSource), m.Payload), m.Metadata.Get(pipelines.MetaEventID),
+				"the dead-letter topic names the lead by its event id")
 		})
 	}
 }

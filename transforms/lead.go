@@ -71,19 +71,15 @@ func NormalizeTitle(raw string) string {
 	}
 }
 
-// CheckLead tells whether NormalizeLead would accept in, and returns the event id it would give
-// the lead: for a source that must answer before the lead is normalised, at a fraction of the
-// cost.
-func CheckLead(in LeadInput) (string, error) {
+// CheckLead tells whether NormalizeLead would accept in, at a fraction of the cost: for a source
+// that must answer before the lead is normalised.
+func CheckLead(in LeadInput) error {
 	if _, emailErr := NormalizeEmail(in.Email); emailErr != nil {
 		if _, phoneErr := NormalizePhone(in.Phone); phoneErr != nil {
-			return "", noContact(emailErr, phoneErr)
+			return noContact(emailErr, phoneErr)
 		}
 	}
-	if in.EventID != "" {
-		return in.EventID, nil
-	}
-	return EventID(in.Source, in.Raw), nil
+	return nil
 }
 
 func noContact(emailErr, phoneErr error) error {

@@ -23,11 +23,12 @@ const (
 )
 
 const (
-	seriesIngestOut = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="ingest"}`
-	seriesCRMOut    = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
-	seriesBehind    = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
-	seriesYield     = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="crm"}`
-	seriesPublishes = `passerelle_transport_publish_duration_seconds_count{outcome="ok",topic="leads.received"}`
+	seriesIngestOut  = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="ingest"}`
+	seriesCRMOut     = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
+	seriesBehind     = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
+	seriesYield      = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="crm"}`
+	seriesPublishes  = `passerelle_transport_publish_duration_seconds_count{outcome="ok",topic="leads.received"}`
+	seriesPublishSum = `passerelle_transport_publish_duration_seconds_sum{outcome="ok",topic="leads.received"}`
 )
 
 // ingestRound is what one round measured.
@@ -37,9 +38,10 @@ type ingestRound struct {
 	published, answered    int64
 	verifyOK, verifyFailed int64
 	verifyPublished        int64
-	delivered              float64 // leads the router delivered to the CRM receiver meanwhile
-	yielded                float64 // share of the run the CRM stage spent yielding to the webhooks
-	perPublish             float64 // leads per broker message the webhook published (its batches)
+	delivered              float64       // leads the router delivered to the CRM receiver meanwhile
+	yielded                float64       // share of the run the CRM stage spent yielding to the webhooks
+	perPublish             float64       // leads per broker message the webhook published (its batches)
+	publishWait            time.Duration // mean time from a batch's publish to its acknowledgement
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
 	behindNormalize, behindCRM float64
 	peakRSS                    int64
@@ -90,8 +92,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 			}
 		}
 		rounds = append(rounds, r)
-		fmt.Printf("  round %d: bare %.0f req/s p99 %s | passerelle %.0f req/s p99 %s | ratio %.2f\n", i+1,
-			r.bare.rps(), ms(r.bare.p99), r.daemon.rps(), ms(r.daemon.p99), r.daemon.rps()/r.bare.rps())
+		fmt.Printf("  round %d: bare %.0f req/s p99 %s %.1f µs CPU/req | passerelle %.0f req/s p99 %s %.1f µs CPU/req | ratio %.2f\n", i+1,
+			r.bare.rps(), ms(r.bare.p99), us(r.bare.cpuPerOK()), r.daemon.rps(), ms(r.daemon.p99), us(r.daemon.cpuPerOK()), r.daemon.rps()/r.bare.rps())
 	}
 
 	pick := func(f func(ingestRound) float64) float64 {
@@ -135,8 +137,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
-	rep.addf("webhook batches: %.1f leads per broker message on average (broker.Batcher; median)",
-		pick(func(r ingestRound) float64 { return r.perPublish }))
+	rep.addf("webhook batches: %.1f leads per broker message on average, acknowledged %s after their publish (broker.Batcher; medians)",
+		pick(func(r ingestRound) float64 { return r.perPublish }), ms(pickD(func(r ingestRound) time.Duration { return r.publishWait })))
 	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
 		pick(func(r ingestRound) float64 { return r.delivered }))
 	rep.addf("        yielding to the webhook burst %.0f%% of the time (PASSERELLE_STAGE_YIELD, default); at its end the",
@@ -233,7 +235,7 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if err != nil {
 		return 0, err
 	}
-	series := []string{seriesCRMOut, seriesYield, seriesIngestOut, seriesPublishes}
+	series := []string{seriesCRMOut, seriesYield, seriesIngestOut, seriesPublishes, seriesPublishSum}
 	before, err := p.metrics(series...)
 	if err != nil {
 		return 0, err
@@ -248,6 +250,7 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	r.delivered = (after[0] - before[0]) / r.daemon.elapsed.Seconds()
 	r.yielded = (after[1] - before[1]) / r.daemon.elapsed.Seconds()
 	r.perPublish = (after[2] - before[2]) / max(1, after[3]-before[3])
+	r.publishWait = time.Duration((after[4] - before[4]) / max(1, after[3]-before[3]) * float64(time.Second))
 	if r.behindNormalize, err = p.metric(fmt.Sprintf(seriesBehind, "normalize")); err != nil {
 		return 0, err
 	}

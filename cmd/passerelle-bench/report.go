@@ -92,3 +92,5 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.2f ms", float64(d)/float
 
 // mb formats bytes in megabytes (10^6), the unit the goals are stated in.
 func mb(b int64) string { return fmt.Sprintf("%.1f MB", float64(b)/1e6) }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }

@@ -159,8 +159,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		if err != nil {
 			return nil, err
 		}
-		// Up to 256 concurrent leads share one publish; two batches in flight keep the broker busy.
-		batcher := broker.NewBatcher(a.Pub, pipelines.TopicLeadsReceived, 256, 2)
+		// Up to 256 concurrent leads share one publish. One flusher: the next batch fills while
+		// the last one is acknowledged, so batches are larger and the broker does less per lead.
+		batcher := broker.NewBatcher(a.Pub, pipelines.TopicLeadsReceived, 256, 1)
 		a.closers = append(a.closers, func() error { batcher.Close(); return nil })
 		ingest := pipelines.NewLeadIngest(batcher, metrics, yield, now)
 		metrics.Init(pipelines.PipelineLeads, "ingest")

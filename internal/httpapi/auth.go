@@ -47,35 +47,37 @@ func (a TokenAuth) Check(r *http.Request) bool {
 	if a.Token == "" {
 		return false
 	}
-	for _, got := range a.presented(r.Header) {
-		if equalConstantTime(got, a.Token) {
+	got, n := a.presented(r.Header)
+	for _, t := range got[:n] {
+		if equalConstantTime(t, a.Token) {
 			return true
 		}
 	}
 	return false
 }
 
-// presented lists the candidate tokens r carries for the scheme; more than one only for the
-// Token scheme, whose value may be either bare or in the token="…" form.
-func (a TokenAuth) presented(h http.Header) []string {
+// presented returns the candidate tokens r carries for the scheme; two only for the Token
+// scheme, whose value may be either bare or in the token="…" form. An array, not a slice: no
+// allocation per request.
+func (a TokenAuth) presented(h http.Header) (got [2]string, n int) {
 	switch a.Scheme {
 	case AuthAPIKey:
-		return []string{strings.TrimSpace(h.Get("X-API-Key"))}
+		return [2]string{strings.TrimSpace(h.Get("X-API-Key"))}, 1
 	case AuthXToken:
-		return []string{strings.TrimSpace(h.Get("X-Token"))}
+		return [2]string{strings.TrimSpace(h.Get("X-Token"))}, 1
 	case AuthBearer:
 		if t, ok := authorization(h, "Bearer"); ok {
-			return []string{t}
+			return [2]string{t}, 1
 		}
 	case AuthToken:
 		if t, ok := authorization(h, "Token"); ok {
 			if p, ok := tokenParam(t); ok {
-				return []string{t, p}
+				return [2]string{t, p}, 2
 			}
-			return []string{t}
+			return [2]string{t}, 1
 		}
 	}
-	return nil
+	return got, 0
 }
 
 // authorization returns the credentials of an Authorization header using scheme, whose name
