@@ -54,7 +54,7 @@ type NATS struct {
 	SyncInterval    time.Duration `env:"SYNC_INTERVAL, default=1s" desc:"embedded server fsync interval: a power loss may lose this much (a crash of the process loses nothing)"`
 	MaxAge          time.Duration `env:"MAX_AGE, default=168h" desc:"how long messages stay in the stream for replay"`
 	MaxBytes        int64         `env:"MAX_BYTES, default=1073741824" desc:"stream size limit in bytes"`
-	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW, default=2m" desc:"broker-side duplicate detection window on event ids"`
+	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW, default=2m" desc:"broker-side duplicate detection window on message ids (a redelivered stage input re-publishes the same ids)"`
 }
 
 // IciFormation configures the lead webhook source.
