@@ -230,7 +230,14 @@ func TestSameIDOnAnotherTopicIsNotADuplicate(t *testing.T) {
 }
 
 // Concurrent publishers share batches; every message comes out of Unbatch once, with its metadata.
+// One flusher is what the daemon runs; two keep publishes in flight side by side.
 func TestBatcher(t *testing.T) {
+	for _, workers := range []int{1, 2} {
+		t.Run(fmt.Sprintf("flushers=%d", workers), func(t *testing.T) { testBatcher(t, workers) })
+	}
+}
+
+func testBatcher(t *testing.T, workers int) {
 	ctx := context.Background()
 	b, err := Open(ctx, Config{DataDir: t.TempDir()}, slog.Default(), nil)
 	require.NoError(t, err)
@@ -238,7 +245,7 @@ func TestBatcher(t *testing.T) {
 	pub, err := b.NewPublisher()
 	require.NoError(t, err)
 	defer pub.Close()
-	bat := NewBatcher(pub, "things.in", 16, 2)
+	bat := NewBatcher(pub, "things.in", 16, workers)
 
 	const n = 200
 	errs := make(chan error, n)
