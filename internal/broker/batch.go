@@ -91,8 +91,9 @@ func (b *Batcher) Publish(ctx context.Context, msg *message.Message) error {
 		b.release(e)
 		return err
 	case <-done:
-		// The message may still be stored: a caller that retries sends the same event id, which
-		// the pipeline recognises. The entry is not reused: its answer is still to come.
+		// The message may still be stored: a caller that retries stores it again, and the
+		// pipeline must recognise it (the leads pipeline does, by its event id). The entry is not
+		// reused: its answer is still to come.
 		return ctx.Err()
 	}
 }
