@@ -286,3 +286,26 @@ func testBatcher(t *testing.T, workers int) {
 	require.Len(t, seen, n)
 	require.Less(t, batches, n, "concurrent messages should share batches")
 }
+
+// A publish the broker cannot take is answered with an error in bounded time, whatever the
+// caller's context: the webhook's has no deadline and relies on this to answer 503.
+func TestBatcherAnswersWhenTheBrokerIsGone(t *testing.T) {
+	b, err := Open(context.Background(), Config{DataDir: t.TempDir(), PublishTimeout: 500 * time.Millisecond}, slog.Default(), nil)
+	require.NoError(t, err)
+	pub, err := b.NewPublisher()
+	require.NoError(t, err)
+	defer pub.Close()
+	bat := NewBatcher(pub, "things.in", 16, 1)
+	defer bat.Close()
+	require.NoError(t, bat.Publish(context.Background(), message.NewMessage("before", []byte(`{}`))))
+	require.NoError(t, b.Close())
+
+	errc := make(chan error, 1)
+	go func() { errc <- bat.Publish(context.Background(), message.NewMessage("after", []byte(`{}`))) }()
+	select {
+	case err := <-errc:
+		require.Error(t, err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish still waiting 10 s after the broker closed")
+	}
+}
