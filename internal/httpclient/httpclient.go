@@ -85,7 +85,7 @@ func New(cfg Config) *retryablehttp.Client {
 	return c
 }
 
-// DefaultRetryPolicy retries transport errors, 429 and 5xx (but 501), never another status, and
+// DefaultRetryPolicy retries transport errors and the statuses the outcome table retries, and
 // stops when the context is done.
 func DefaultRetryPolicy(ctx context.Context, resp *http.Response, err error) (bool, error) {
 	if ctx.Err() != nil {
@@ -95,12 +95,6 @@ func DefaultRetryPolicy(ctx context.Context, resp *http.Response, err error) (bo
 		return true, nil
 	}
 	return Retryable(resp.StatusCode), nil
-}
-
-// Retryable tells whether a status is worth another attempt.
-func Retryable(status int) bool {
-	return status == http.StatusTooManyRequests || status == http.StatusRequestTimeout ||
-		(status >= 500 && status != http.StatusNotImplemented)
 }
 
 // Backoff is exponential with full jitter between min and the doubled step, and honours a

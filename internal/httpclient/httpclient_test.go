@@ -2,6 +2,8 @@ package httpclient
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -51,10 +53,49 @@ func TestExpJitterStaysInBounds(t *testing.T) {
 	}
 }
 
-func TestRetryable(t *testing.T) {
-	for status, want := range map[int]bool{200: false, 301: false, 400: false, 401: false, 404: false, 408: true, 410: false,
-		429: true, 500: true, 501: false, 502: true, 503: true, 504: true} {
-		require.Equal(t, want, Retryable(status), "status %d", status)
+// The one outcome table every outbound sink uses (CONTRACTS.md "CRM webhooks"), pinned.
+func TestOutcomeTable(t *testing.T) {
+	for _, tc := range []struct {
+		statuses []int
+		want     Outcome
+	}{
+		{[]int{200, 201, 202, 204, 299}, Delivered},
+		{[]int{408, 425, 429, 500, 502, 503, 504}, Retry},
+		{[]int{410}, Gone},
+		{[]int{100, 300, 301, 302, 304, 307, 308, 400, 401, 403, 404, 405, 409, 413, 415, 422, 451, 501}, Permanent},
+	} {
+		for _, status := range tc.statuses {
+			if got := Classify(status); got != tc.want {
+				t.Errorf("Classify(%d) = %s, want %s", status, got, tc.want)
+			}
+			if got, want := Retryable(status), tc.want == Retry; got != want {
+				t.Errorf("Retryable(%d) = %v, want %v", status, got, want)
+			}
+		}
+	}
+}
+
+func TestOutcomeOfErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want Outcome
+	}{
+		{"nil", nil, Delivered},
+		{"network", errors.New("connection refused"), Retry},
+		{"classified", &Error{Connector: "crm", Status: 400, Outcome: Permanent}, Permanent},
+		{"wrapped gone", fmt.Errorf("deliver: %w", &Error{Connector: "crm", Status: 410, Outcome: Gone}), Gone},
+	} {
+		if got := OutcomeOf(tc.err); got != tc.want {
+			t.Errorf("%s: OutcomeOf = %s, want %s", tc.name, got, tc.want)
+		}
+	}
+	err := fmt.Errorf("x: %w", &Error{Connector: "crm", Status: 429, Outcome: Retry, RetryAfter: 3 * time.Second})
+	if d, ok := RetryAfterOf(err); !ok || d != 3*time.Second {
+		t.Errorf("RetryAfterOf = %s %v, want 3s", d, ok)
+	}
+	if !IsPermanent(&Error{Outcome: Gone}) || IsPermanent(&Error{Outcome: Retry}) || !IsGone(&Error{Outcome: Gone}) {
+		t.Error("IsPermanent/IsGone disagree with the table")
 	}
 }
 
