@@ -38,7 +38,7 @@ func TestBacklogs(t *testing.T) {
 		},
 	}
 	// The router never runs: the consumers exist and nothing consumes.
-	require.NoError(t, pipelines.AddLeads(context.Background(), w, pipelines.LeadsConfig{Store: st, DedupeWindow: time.Hour}))
+	require.NoError(t, pipelines.AddLeads(context.Background(), w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: time.Hour}))
 	for _, id := range []string{"a", "b", "c"} {
 		require.NoError(t, pub.Publish(pipelines.TopicLeadsReceived, message.NewMessage(id, []byte(`{}`))))
 	}

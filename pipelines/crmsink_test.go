@@ -57,7 +57,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
 		Log:      slogDiscard(), Now: time.Now,
 	}
-	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
+	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
 	go func() { _ = router.Run(ctx) }()
 	defer router.Close()
 	<-router.Running()

@@ -104,18 +104,32 @@ func (in *LeadIngest) message(l iciformation.Lead) (*message.Message, error) {
 	return msg, nil
 }
 
+// LeadDecoder turns what a lead source received (its body, as stored) into a lead to normalise.
+type LeadDecoder func(raw []byte) (transforms.LeadInput, error)
+
+// LeadSources are the lead decoders by source name (MetaSource): the normalize stage and replay
+// decode with them, so a recorded body goes through what a live one does.
+type LeadSources map[string]LeadDecoder
+
+// DecodeIciFormation is the Ici Formation webhook's decoder.
+func DecodeIciFormation(raw []byte) (transforms.LeadInput, error) {
+	l, err := iciformation.DecodeLead(raw)
+	if err != nil {
+		return transforms.LeadInput{}, err
+	}
+	return leadInput(l), nil
+}
+
 // receivedLead decodes a leads.received message with its source's decoder.
-func receivedLead(msg *message.Message) (transforms.LeadInput, time.Time, error) {
-	var in transforms.LeadInput
-	switch source := msg.Metadata.Get(MetaSource); source {
-	case SourceIciFormation:
-		l, err := iciformation.DecodeLead(msg.Payload)
-		if err != nil {
-			return in, time.Time{}, err
-		}
-		in = leadInput(l)
-	default:
-		return in, time.Time{}, fmt.Errorf("unknown lead source %q", source)
+func (s LeadSources) receivedLead(msg *message.Message) (transforms.LeadInput, time.Time, error) {
+	source := msg.Metadata.Get(MetaSource)
+	decode, ok := s[source]
+	if !ok {
+		return transforms.LeadInput{}, time.Time{}, fmt.Errorf("unknown lead source %q", source)
+	}
+	in, err := decode(msg.Payload)
+	if err != nil {
+		return in, time.Time{}, err
 	}
 	at, err := time.Parse(time.RFC3339Nano, msg.Metadata.Get(MetaReceivedAt))
 	if err != nil {
@@ -146,7 +160,8 @@ func setMeta(msg *message.Message, eventID, pipeline, source string, receivedAt 
 
 // LeadNormalizer is the leads.normalize stage.
 type LeadNormalizer struct {
-	Store  DedupeStore
+	Sources LeadSources
+	Store   DedupeStore
 	Window time.Duration
 	Log    *slog.Logger
 	Now    func() time.Time
@@ -168,7 +183,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 	good := make([]normalized, 0, len(items))
 	keys := make([]string, 0, len(items))
 	for _, it := range items {
-		lead, err := normalizeReceived(it)
+		lead, err := n.normalizeReceived(it)
 		if err != nil {
 			err = Permanent(err)
 			if it.Metadata.Get(MetaEventID) == "" { // named in the dead-letter topic all the same
@@ -222,8 +237,8 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 }
 
 // normalizeReceived decodes and normalises one received lead.
-func normalizeReceived(m *message.Message) (transforms.Lead, error) {
-	in, at, err := receivedLead(m)
+func (n *LeadNormalizer) normalizeReceived(m *message.Message) (transforms.Lead, error) {
+	in, at, err := n.Sources.receivedLead(m)
 	if err != nil {
 		return transforms.Lead{}, fmt.Errorf("decode received lead %s: %w", m.UUID, err)
 	}
@@ -317,12 +332,13 @@ type LeadsConfig struct {
 		DeadLetterStore
 	}
 	DedupeWindow time.Duration
+	Sources      LeadSources
 	CRM          *CRMSink // nil when no CRM endpoint is configured: normalised leads wait in their topic
 }
 
 // AddLeads adds the leads pipeline's handlers: normalize, crm and deadletter.
 func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
-	norm := &LeadNormalizer{Store: cfg.Store, Window: cfg.DedupeWindow, Log: w.Log, Now: w.Now}
+	norm := &LeadNormalizer{Sources: cfg.Sources, Store: cfg.Store, Window: cfg.DedupeWindow, Log: w.Log, Now: w.Now}
 	if err := w.handler(ctx, "leads.normalize", TopicLeadsReceived, TopicLeadsNormalized, norm.Handle); err != nil {
 		return err
 	}

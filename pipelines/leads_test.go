@@ -45,7 +45,7 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeKey(leadA), EventID: leadA.EventID}}, now))
 	msg := broker.NewBatch([]*message.Message{a, b, dup})
 
-	n := &pipelines.LeadNormalizer{Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	n := &pipelines.LeadNormalizer{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	batch, err := n.Handle(msg)
 	require.NoError(t, err)
 	require.Len(t, batch, 1, "a batch in, a batch out")
@@ -71,7 +71,7 @@ func TestLeadNormalizerBatch(t *testing.T) {
 func TestLeadNormalizerRefusesUnreadable(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
-	n := &pipelines.LeadNormalizer{Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	n := &pipelines.LeadNormalizer{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	for name, edit := range map[string]func(*message.Message){
 		"unknown source":   func(m *message.Message) { m.Metadata.Set(pipelines.MetaSource, "elsewhere") },
 		"not json":         func(m *message.Message) { m.Payload = []byte("{oops") },

@@ -10,6 +10,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/internal/httpclient"
 )
 
 // Provisioning operations on Shop Application.
@@ -113,18 +114,15 @@ func (p *Provisioner) Handle(msg *message.Message) ([]*message.Message, error) {
 	var apiErr *shopapp.APIError
 	var argErr *shopapp.ArgumentError
 	if errors.Is(err, ErrBadCommand) || errors.As(err, &argErr) ||
-		(errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429) {
+		(errors.As(err, &apiErr) && httpclient.Classify(apiErr.Status) != httpclient.Retry) {
 		return nil, Permanent(err)
 	}
 	return nil, err
 }
 
-// AddShopApp adds the Shop Application handlers: the CRM sink of its events, the billing ledger,
-// provisioning, and its dead letters.
-func AddShopApp(ctx context.Context, w Wiring, ledger *BillingLedger, crm *CRMSink, prov *Provisioner, dead DeadLetterStore) error {
-	if err := w.handler(ctx, "billing.ledger", TopicShopAppEvents, "", ledger.Handle); err != nil {
-		return err
-	}
+// AddShopApp adds the Shop Application handlers: the CRM sink of its events, provisioning, and
+// its dead letters.
+func AddShopApp(ctx context.Context, w Wiring, crm *CRMSink, prov *Provisioner, dead DeadLetterStore) error {
 	if crm != nil {
 		c := *crm
 		c.ToEvent, c.OnDelivered = ShopAppCRMEvent, nil
@@ -141,8 +139,12 @@ func AddShopApp(ctx context.Context, w Wiring, ledger *BillingLedger, crm *CRMSi
 	return w.handler(ctx, "shopapp.deadletter", DeadTopic(PipelineShopApp), "", rec.Handle)
 }
 
-// AddBilling adds the billing handlers: the CRM sink of billing events and its dead letters.
-func AddBilling(ctx context.Context, w Wiring, crm *CRMSink, dead DeadLetterStore) error {
+// AddBilling adds the billing handlers: the ledger of Shop Application's events, the CRM sink of
+// billing events and its dead letters.
+func AddBilling(ctx context.Context, w Wiring, ledger *BillingLedger, crm *CRMSink, dead DeadLetterStore) error {
+	if err := w.handler(ctx, "billing.ledger", TopicShopAppEvents, "", ledger.Handle); err != nil {
+		return err
+	}
 	if crm != nil {
 		c := *crm
 		c.ToEvent, c.OnDelivered = BillingCRMEvent, nil

@@ -164,11 +164,11 @@ func (c *Client) Send(ctx context.Context, endpoint, msgID string, body []byte) 
 		return res, nil
 	}
 	de.Body = snippet(resp.Body)
-	de.RetryAfter, _ = retryAfter(resp)
-	switch {
-	case resp.StatusCode == http.StatusGone:
+	de.RetryAfter, _ = httpclient.ResponseRetryAfter(resp)
+	switch httpclient.Classify(resp.StatusCode) {
+	case httpclient.Gone:
 		de.Gone, de.Permanent = true, true
-	case !retryable(resp.StatusCode):
+	case httpclient.Permanent:
 		de.Permanent = true
 	}
 	return res, de
@@ -213,26 +213,13 @@ func (c *Client) checkRetry(ctx context.Context, resp *http.Response, err error)
 	if err != nil {
 		return true, nil
 	}
-	if !retryable(resp.StatusCode) {
+	if httpclient.Classify(resp.StatusCode) != httpclient.Retry {
 		return false, nil
 	}
-	if d, ok := retryAfter(resp); ok && d > c.retryWaitMax {
+	if d, ok := httpclient.ResponseRetryAfter(resp); ok && d > c.retryWaitMax {
 		return false, nil
 	}
 	return true, nil
-}
-
-// retryable: 429 and 5xx, as the CRM contract says; every other 4xx, 408 included, is permanent.
-func retryable(status int) bool {
-	return status == http.StatusTooManyRequests || status >= 500
-}
-
-// retryAfter reads Retry-After where httpclient's backoff honours it, on 429 and 503.
-func retryAfter(resp *http.Response) (time.Duration, bool) {
-	if resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable {
-		return 0, false
-	}
-	return httpclient.RetryAfter(resp.Header.Get("Retry-After"), time.Now())
 }
 
 // withoutURL drops the *url.Error layer, whose message quotes the full URL with its path and

@@ -119,7 +119,8 @@ func TestSendOutcomes(t *testing.T) {
 	}{
 		{name: "503 then success", fault: crm.Fault{Mode: crm.FaultStatus, Status: 503, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
 		{name: "500 twice then success", fault: crm.Fault{Mode: crm.FaultStatus, Status: 500, Remaining: 2}, status: 200, attempts: 3, ok: true, delivered: 1},
-		{name: "408 permanent, as every 4xx but 429", fault: crm.Fault{Mode: crm.FaultStatus, Status: 408}, status: 408, attempts: 1, permanent: true},
+		{name: "408 retried, as the outcome table says", fault: crm.Fault{Mode: crm.FaultStatus, Status: 408}, status: 408, attempts: 3},
+		{name: "501 permanent, as the outcome table says", fault: crm.Fault{Mode: crm.FaultStatus, Status: 501}, status: 501, attempts: 1, permanent: true},
 		{name: "reset then success", fault: crm.Fault{Mode: crm.FaultReset, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
 		{name: "slow within timeout", fault: crm.Fault{Mode: crm.FaultSlow, Delay: 50 * time.Millisecond}, status: 200, attempts: 1, ok: true, delivered: 1},
 		{name: "410 gone", fault: crm.Fault{Mode: crm.FaultStatus, Status: 410}, status: 410, attempts: 1, permanent: true, gone: true},

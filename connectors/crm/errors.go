@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/passerelle/passerelle/internal/httpclient"
 )
 
 // DeliveryError is a failed delivery, classified for the caller: retry it later (Permanent
@@ -57,6 +59,23 @@ func (e *DeliveryError) Error() string {
 }
 
 func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// Verdict implements httpclient.Classified: the delivery engine reads it.
+func (e *DeliveryError) Verdict() httpclient.Outcome {
+	switch {
+	case e.Gone:
+		return httpclient.Gone
+	case e.Permanent:
+		return httpclient.Permanent
+	}
+	return httpclient.Retry
+}
+
+// RetryAfterHint is the wait the endpoint asked for.
+func (e *DeliveryError) RetryAfterHint() time.Duration { return e.RetryAfter }
+
+// HTTPStatus is the last status answered.
+func (e *DeliveryError) HTTPStatus() int { return e.Status }
 
 // IsPermanent reports whether err is a delivery that must not be retried.
 func IsPermanent(err error) bool {

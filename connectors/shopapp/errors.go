@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/passerelle/passerelle/internal/httpclient"
 )
 
 // Sentinels an *APIError matches with errors.Is, by status.
@@ -61,8 +63,7 @@ func IsRetryable(err error) bool {
 	}
 	var api *APIError
 	if errors.As(err, &api) {
-		return api.Status == http.StatusTooManyRequests || api.Status == http.StatusRequestTimeout ||
-			(api.Status >= 500 && api.Status != http.StatusNotImplemented)
+		return httpclient.Classify(api.Status) == httpclient.Retry
 	}
 	var arg *ArgumentError
 	return !errors.As(err, &arg)

@@ -109,15 +109,25 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// OutcomeOf classifies any error a call returned: nil is delivered, an *Error carries its own
-// outcome, anything else (a transport failure, a timeout) is retried.
+// Classified is an error that carries its verdict: *Error, and a connector's own error types
+// that classify with the same table.
+type Classified interface {
+	error
+	Verdict() Outcome
+}
+
+// Verdict implements Classified.
+func (e *Error) Verdict() Outcome { return e.Outcome }
+
+// OutcomeOf classifies any error a call returned: nil is delivered, a Classified error carries
+// its own outcome, anything else (a transport failure, a timeout) is retried.
 func OutcomeOf(err error) Outcome {
 	if err == nil {
 		return Delivered
 	}
-	var e *Error
-	if errors.As(err, &e) {
-		return e.Outcome
+	var c Classified
+	if errors.As(err, &c) {
+		return c.Verdict()
 	}
 	return Retry
 }
@@ -131,14 +141,30 @@ func IsPermanent(err error) bool {
 // IsGone reports whether the endpoint answered 410 and must be disabled.
 func IsGone(err error) bool { return OutcomeOf(err) == Gone }
 
-// RetryAfterOf is the wait the endpoint asked for, if the error carries one.
+// RetryAfterOf is the wait the endpoint asked for, if the error carries one (a RetryAfter
+// method, as *Error has).
 func RetryAfterOf(err error) (time.Duration, bool) {
-	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
-		return e.RetryAfter, true
+	var e interface{ RetryAfterHint() time.Duration }
+	if errors.As(err, &e) && e.RetryAfterHint() > 0 {
+		return e.RetryAfterHint(), true
 	}
 	return 0, false
 }
+
+// RetryAfterHint is the wait the endpoint asked for.
+func (e *Error) RetryAfterHint() time.Duration { return e.RetryAfter }
+
+// StatusOf is the HTTP status a failed call last got, 0 when none (or not known).
+func StatusOf(err error) int {
+	var e interface{ HTTPStatus() int }
+	if errors.As(err, &e) {
+		return e.HTTPStatus()
+	}
+	return 0
+}
+
+// HTTPStatus is the last status answered.
+func (e *Error) HTTPStatus() int { return e.Status }
 
 // ResponseRetryAfter reads Retry-After from a retryable answer (429, 503 and the other statuses
 // the table retries); 0 and false when there is none.
