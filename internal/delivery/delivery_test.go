@@ -94,6 +94,8 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 	tests := []struct {
 		name   string
 		answer func(*http.Request, <-chan struct{}) (int, string)
+		// tried: the down endpoint is in the state the case is about.
+		tried func(e *Engine, down *receiver) bool
 	}{
 		{"hanging", func(r *http.Request, done <-chan struct{}) (int, string) {
 			select {
@@ -101,9 +103,11 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 			case <-done:
 			}
 			return http.StatusServiceUnavailable, ""
-		}},
-		{"503", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "" }},
-		{"503 with Retry-After", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "1" }},
+		}, func(e *Engine, _ *receiver) bool { return e.State("down").InFlight == conc }},
+		{"503", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "" },
+			func(_ *Engine, down *receiver) bool { return down.total.Load() >= conc }},
+		{"503 with Retry-After", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "1" },
+			func(e *Engine, _ *receiver) bool { return e.State("down").PausedUntil.After(time.Now()) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +121,7 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 			defer stopDown()
 			downErrs := make(chan []error, 1)
 			go func() { downErrs <- e.Run(downCtx, "down", jobs(c, down.srv.URL, 400)) }()
-			waitFor(t, "the down endpoint to be tried", func() bool { return down.total.Load() >= conc })
+			waitFor(t, "the down endpoint to be tried", func() bool { return tt.tried(e, down) })
 
 			errs := e.Run(context.Background(), "fast", jobs(c, fast.srv.URL, 10*conc))
 			for i, err := range errs {
