@@ -465,3 +465,38 @@ func TestErrors(t *testing.T) {
 	require.Equal(t, httpclient.Retry, httpclient.OutcomeOf(ErrSkipped))
 	require.False(t, errors.Is(ErrSkipped, ErrNotStarted))
 }
+
+func TestLearnsFromOneAnswer(t *testing.T) {
+	t.Parallel()
+	const conc = 8
+	tests := []struct {
+		status     int
+		retryAfter string
+		wantPause  time.Duration // upper bound; 0: not paused
+		wantConc   int
+	}{
+		{http.StatusOK, "", 0, conc},
+		{http.StatusTooManyRequests, "", 0, conc / 2},
+		{http.StatusTooManyRequests, "60", 200 * time.Millisecond, conc / 2}, // capped at MaxPause
+		{http.StatusServiceUnavailable, "", 0, conc},
+		{http.StatusServiceUnavailable, "60", 200 * time.Millisecond, conc},
+		{http.StatusInternalServerError, "1", 0, conc}, // only 429 and 503 pause
+		{http.StatusGone, "", 0, conc},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d %q", tt.status, tt.retryAfter), func(t *testing.T) {
+			t.Parallel()
+			rcv := newReceiver(t, 0, func(*http.Request, <-chan struct{}) (int, string) { return tt.status, tt.retryAfter })
+			e := New(Config{Concurrency: conc, MaxPause: 200 * time.Millisecond}, nil)
+			_ = e.Do(context.Background(), "ep", send(newClient(t), rcv.srv.URL, "", 0))
+			st := e.State("ep")
+			require.Equal(t, tt.wantConc, st.Concurrency)
+			if tt.wantPause == 0 {
+				require.False(t, st.PausedUntil.After(time.Now()), "paused until %v", st.PausedUntil)
+			} else {
+				require.True(t, st.PausedUntil.After(time.Now()), "not paused")
+				require.LessOrEqual(t, time.Until(st.PausedUntil), tt.wantPause)
+			}
+		})
+	}
+}
