@@ -94,6 +94,8 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 	tests := []struct {
 		name   string
 		answer func(*http.Request, <-chan struct{}) (int, string)
+		// tried: the down endpoint is in the state the case is about.
+		tried func(e *Engine, down *receiver) bool
 	}{
 		{"hanging", func(r *http.Request, done <-chan struct{}) (int, string) {
 			select {
@@ -101,9 +103,11 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 			case <-done:
 			}
 			return http.StatusServiceUnavailable, ""
-		}},
-		{"503", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "" }},
-		{"503 with Retry-After", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "1" }},
+		}, func(e *Engine, _ *receiver) bool { return e.State("down").InFlight == conc }},
+		{"503", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "" },
+			func(_ *Engine, down *receiver) bool { return down.total.Load() >= conc }},
+		{"503 with Retry-After", func(*http.Request, <-chan struct{}) (int, string) { return http.StatusServiceUnavailable, "1" },
+			func(e *Engine, _ *receiver) bool { return e.State("down").PausedUntil.After(time.Now()) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -117,7 +121,7 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 			defer stopDown()
 			downErrs := make(chan []error, 1)
 			go func() { downErrs <- e.Run(downCtx, "down", jobs(c, down.srv.URL, 400)) }()
-			waitFor(t, "the down endpoint to be tried", func() bool { return down.total.Load() >= conc })
+			waitFor(t, "the down endpoint to be tried", func() bool { return tt.tried(e, down) })
 
 			errs := e.Run(context.Background(), "fast", jobs(c, fast.srv.URL, 10*conc))
 			for i, err := range errs {
@@ -460,4 +464,39 @@ func TestErrors(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, httpclient.Retry, httpclient.OutcomeOf(ErrSkipped))
 	require.False(t, errors.Is(ErrSkipped, ErrNotStarted))
+}
+
+func TestLearnsFromOneAnswer(t *testing.T) {
+	t.Parallel()
+	const conc = 8
+	tests := []struct {
+		status     int
+		retryAfter string
+		wantPause  time.Duration // upper bound; 0: not paused
+		wantConc   int
+	}{
+		{http.StatusOK, "", 0, conc},
+		{http.StatusTooManyRequests, "", 0, conc / 2},
+		{http.StatusTooManyRequests, "60", 200 * time.Millisecond, conc / 2}, // capped at MaxPause
+		{http.StatusServiceUnavailable, "", 0, conc},
+		{http.StatusServiceUnavailable, "60", 200 * time.Millisecond, conc},
+		{http.StatusInternalServerError, "1", 0, conc}, // only 429 and 503 pause
+		{http.StatusGone, "", 0, conc},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%d %q", tt.status, tt.retryAfter), func(t *testing.T) {
+			t.Parallel()
+			rcv := newReceiver(t, 0, func(*http.Request, <-chan struct{}) (int, string) { return tt.status, tt.retryAfter })
+			e := New(Config{Concurrency: conc, MaxPause: 200 * time.Millisecond}, nil)
+			_ = e.Do(context.Background(), "ep", send(newClient(t), rcv.srv.URL, "", 0))
+			st := e.State("ep")
+			require.Equal(t, tt.wantConc, st.Concurrency)
+			if tt.wantPause == 0 {
+				require.False(t, st.PausedUntil.After(time.Now()), "paused until %v", st.PausedUntil)
+			} else {
+				require.True(t, st.PausedUntil.After(time.Now()), "not paused")
+				require.LessOrEqual(t, time.Until(st.PausedUntil), tt.wantPause)
+			}
+		})
+	}
 }

@@ -34,7 +34,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"endpoint"}),
 		paused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "passerelle", Subsystem: "delivery", Name: "paused_seconds_total",
-			Help: "Time the endpoint was paused by Retry-After.",
+			Help: "Time the endpoint was paused by Retry-After (capped), counted when the pause is set or extended.",
 		}, []string{"endpoint"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "passerelle", Subsystem: "delivery", Name: "duration_seconds",
