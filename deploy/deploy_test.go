@@ -33,7 +33,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/internal/app"
 )
 
 const (
@@ -943,7 +943,7 @@ var varRef = regexp.MustCompile(`\bPASSERELLE_[A-Z0-9_]+`)
 func checkVars(t *testing.T, where string, names []string) {
 	t.Helper()
 	valid := map[string]bool{}
-	for _, v := range config.Vars() {
+	for _, v := range app.Vars() {
 		valid[v.Name] = true
 		valid[v.Name+"_FILE"] = true
 	}
@@ -996,7 +996,7 @@ func TestEnvExampleLoads(t *testing.T) {
 		checkVars(t, p, fileVars(t, p))
 	}
 	env := append(readEnvFile(t, envExample), "PASSERELLE_DATA_DIR="+t.TempDir())
-	if _, err := config.LoadFrom(context.Background(), env); err != nil {
+	if _, err := app.LoadConfig(context.Background(), env); err != nil {
 		t.Errorf("%s is refused by the daemon: %v", envExample, err)
 	}
 }

@@ -33,7 +33,7 @@ func TestBacklogs(t *testing.T) {
 	require.NoError(t, err)
 	w := pipelines.Wiring{
 		Router: router, Pub: pub, Metrics: metrics, Backlogs: backlogs, Log: slogDiscard(), Now: time.Now,
-		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
+		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
 			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{}, watermill.NopLogger{})
 		},
 	}

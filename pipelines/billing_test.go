@@ -25,6 +25,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/connectors/sftp/sftptest"
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
@@ -227,7 +228,7 @@ func TestBillingBuildGolden(t *testing.T) {
 
 	// The partner changes a price: the period already built keeps its frozen prices, without
 	// asking; the next period gets the new one.
-	changed := shopapp.DefaultCatalogue()
+	changed := shopappsim.DefaultCatalogue()
 	for i := range changed {
 		if changed[i].Code == "IN-BTQZ-AMM" {
 			changed[i].Price, changed[i].PriceCents = 69.9, 6990

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/url"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/crm"
 	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/store"
 )
 
@@ -51,7 +54,12 @@ type DeliveryStore interface {
 // (MaxAttempts HTTP attempts on one endpoint, or MaxAge since the event was received) sends it
 // to the dead-letter topic.
 type CRMSink struct {
-	Sender      CRMSender
+	Sender CRMSender
+	// Engine sends every request, under each endpoint's limits (in flight, rate, Retry-After,
+	// AIMD on 429s).
+	Engine *delivery.Engine
+	// Subscribers is how many messages of an unordered topic (leads) the sink handles at once.
+	Subscribers int
 	Endpoints   []string
 	Format      crm.Format
 	Store       DeliveryStore
@@ -130,16 +138,19 @@ func (s *CRMSink) Handle(msg *message.Message) ([]*message.Message, error) {
 type crmRun struct {
 	*CRMSink
 	ctx       context.Context
+	mu        sync.Mutex                           // guards what follows: an endpoint's requests run concurrently
 	prev      map[string]map[string]store.Delivery // by endpoint id, then event id
 	disabled  map[string]string                    // endpoint id → reason
 	attempts  []store.Attempt
 	delivered []*message.Message
 	later     []*message.Message // to be tried again
 	retry     error              // the first retryable failure
+	down      map[string]int     // endpoint id → failures since its last success in this run
 }
 
-// deliverAll delivers records in order. An error is one of the infrastructure (the delivery log,
-// or permanent, which disposes of an event that failed for good): nothing may be acked.
+// deliverAll delivers records to every endpoint, each endpoint's requests concurrently through the
+// engine. An error is one of the infrastructure (the delivery log, or permanent, which disposes of
+// an event that failed for good): nothing may be acked.
 func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.Message, error) error) error {
 	events := make([]Event, len(records))
 	bodies := make([][]byte, len(records))
@@ -161,6 +172,7 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 	}
 	r.prev = make(map[string]map[string]store.Delivery, len(r.Endpoints))
 	r.disabled = map[string]string{}
+	r.down = map[string]int{}
 	for _, u := range r.Endpoints {
 		id := EndpointID(u)
 		prev, err := r.Store.DeliveriesTo(r.ctx, id, ids)
@@ -174,24 +186,54 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 			r.disabled[id] = reason
 		}
 	}
-	inARow := 0
+	perEndpoint := make([][]error, len(r.Endpoints))
+	var wg sync.WaitGroup
+	for e, u := range r.Endpoints {
+		id := EndpointID(u)
+		jobs := make([]delivery.Job, 0, len(records))
+		index := make([]int, 0, len(records))
+		for i, rec := range records {
+			if rec == nil {
+				continue
+			}
+			// Events of one key (MetaOrderingKey) reach the endpoint in the order of the batch.
+			key := rec.Metadata.Get(MetaOrderingKey)
+			base, _ := strconv.Atoi(rec.Metadata.Get(MetaAttemptsBase))
+			ev, body := events[i], bodies[i]
+			jobs = append(jobs, delivery.Job{Key: key, Send: func(ctx context.Context) error {
+				return r.deliver(ctx, ev, u, id, body, base)
+			}})
+			index = append(index, i)
+		}
+		errs := make([]error, len(records))
+		perEndpoint[e] = errs
+		wg.Go(func() {
+			for j, err := range r.Engine.Run(r.ctx, id, jobs) {
+				if err != nil {
+					errs[index[j]] = fmt.Errorf("%s: %w", id, err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 	for i, rec := range records {
 		if rec == nil {
 			continue
 		}
-		if inARow == 2 {
-			// Two failures in a row: the endpoint is down, and trying the rest would only spend
-			// their attempts.
-			r.later = append(r.later, rec)
-			continue
+		var errs []error
+		failedForGood := false
+		for e := range r.Endpoints {
+			if err := perEndpoint[e][i]; err != nil {
+				errs = append(errs, err)
+				failedForGood = failedForGood || IsPermanent(err)
+			}
 		}
-		err := r.deliverEvent(rec, events[i], bodies[i])
+		err := errors.Join(errs...)
 		switch {
 		case err == nil:
 			r.delivered = append(r.delivered, rec)
-			inARow = 0
-		case IsPermanent(err):
-			if err := permanent(rec, err); err != nil {
+		case failedForGood:
+			if err := permanent(rec, Permanent(err)); err != nil {
 				return err
 			}
 		default:
@@ -199,69 +241,62 @@ func (r *crmRun) deliverAll(records []*message.Message, permanent func(*message.
 				r.retry = err
 			}
 			r.later = append(r.later, rec)
-			inARow++
 		}
 	}
 	return nil
 }
 
-// deliverEvent sends one event to every endpoint that does not have it yet.
-func (r *crmRun) deliverEvent(msg *message.Message, ev Event, body []byte) error {
-	base, _ := strconv.Atoi(msg.Metadata.Get(MetaAttemptsBase))
-	var errs []error
-	permanent := false
-	for _, u := range r.Endpoints {
-		id := EndpointID(u)
-		err := r.deliver(ev, u, id, body, base)
-		if err == nil {
-			continue
-		}
-		errs = append(errs, fmt.Errorf("%s: %w", id, err))
-		permanent = permanent || IsPermanent(err)
-	}
-	if len(errs) == 0 {
-		return nil
-	}
-	err := errors.Join(errs...)
-	if permanent {
-		return Permanent(err)
-	}
-	return err
-}
+// errEndpointDown marks an event not sent in this run: its endpoint failed twice since its last
+// success, and trying the rest would only spend their attempts. It is retried later.
+var errEndpointDown = errors.New("not sent: the endpoint failed twice in this run")
 
-func (r *crmRun) deliver(ev Event, rawURL, id string, body []byte, base int) error {
+// deliver sends one event to one endpoint, unless the log shows it there already.
+func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body []byte, base int) error {
+	r.mu.Lock()
 	prev := r.prev[id][ev.ID]
-	if prev.Delivered {
+	reason, off := r.disabled[id]
+	down := r.down[id] >= 2
+	r.mu.Unlock()
+	switch {
+	case prev.Delivered:
 		return nil
-	}
-	if reason, off := r.disabled[id]; off {
+	case off:
 		return Permanent(fmt.Errorf("endpoint disabled (%s): re-enable it with `passerelle endpoints enable %s`", reason, id))
+	case down:
+		return errEndpointDown
 	}
-	res, sendErr := r.Sender.Send(r.ctx, rawURL, ev.ID, body)
+	res, sendErr := r.Sender.Send(ctx, rawURL, ev.ID, body)
 	now := r.Now()
 	a := store.Attempt{EventID: ev.ID, Endpoint: id, Attempts: res.Attempts, Status: res.Status, Delivered: sendErr == nil, At: now}
 	if sendErr != nil {
 		a.LastError = sendErr.Error()
 	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.attempts = append(r.attempts, a)
 	// Kept current, so the same event twice in a batch is sent once and budgets add up.
+	prev = r.prev[id][ev.ID]
 	prev.Attempts += res.Attempts
-	prev.Delivered = sendErr == nil
+	prev.Delivered = prev.Delivered || sendErr == nil
 	r.prev[id][ev.ID] = prev
 	if sendErr == nil {
+		r.down[id] = 0
 		return nil
 	}
+	r.down[id]++
 	spent := prev.Attempts - base
 	switch {
-	case crm.IsGone(sendErr):
-		if err := r.Store.DisableEndpoint(r.ctx, id, "410 Gone", now); err != nil {
-			return fmt.Errorf("disable endpoint: %w", err)
+	case httpclient.IsGone(sendErr):
+		if _, already := r.disabled[id]; !already {
+			if err := r.Store.DisableEndpoint(r.ctx, id, "410 Gone", now); err != nil {
+				return fmt.Errorf("disable endpoint: %w", err)
+			}
+			r.disabled[id] = "410 Gone"
+			r.Disabled.WithLabelValues("crm").Inc()
+			r.Log.Warn("CRM endpoint answered 410 Gone: disabled until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
 		}
-		r.disabled[id] = "410 Gone"
-		r.Disabled.WithLabelValues("crm").Inc()
-		r.Log.Warn("CRM endpoint answered 410 Gone: disabled until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
 		return Permanent(sendErr)
-	case crm.IsPermanent(sendErr):
+	case httpclient.IsPermanent(sendErr):
 		return Permanent(sendErr)
 	case spent >= r.MaxAttempts:
 		return Permanent(fmt.Errorf("gave up after %d attempts: %w", spent, sendErr))
@@ -272,10 +307,15 @@ func (r *crmRun) deliver(ev Event, rawURL, id string, body []byte, base int) err
 	return sendErr
 }
 
+// recordTimeout bounds the write of a run's delivery log.
+const recordTimeout = 30 * time.Second
+
 // record writes the run's attempts to the delivery log, then hands over what was delivered.
 func (r *crmRun) record() error {
-	// Not the handler's context: what was sent must be logged even when its time ran out.
-	ctx := context.WithoutCancel(r.ctx)
+	// Not the handler's context: what was sent must be logged even when its time ran out. Bounded
+	// all the same, so a hung store cannot outlive the handler and its AckWait for long.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), recordTimeout)
+	defer cancel()
 	if err := r.Store.RecordAttempts(ctx, r.attempts); err != nil {
 		return fmt.Errorf("delivery log: %w", err)
 	}

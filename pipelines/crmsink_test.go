@@ -13,7 +13,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
@@ -34,7 +36,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	defer st.Close()
 	secret, err := stdwebhook.NewSecret()
 	require.NoError(t, err)
-	rcv, err := crm.StartReceiver(secret)
+	rcv, err := crmsim.Start(secret)
 	require.NoError(t, err)
 	defer rcv.Close()
 	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
@@ -46,14 +48,14 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	require.NoError(t, err)
 	w := pipelines.Wiring{
 		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
-		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
+		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
 			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
 				NakDelay: broker.ExpDelay{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
 			}, watermill.NopLogger{})
 		},
 	}
 	sink := &pipelines.CRMSink{
-		Sender: client, Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
+		Sender: client, Engine: delivery.New(delivery.Config{Concurrency: 1}, nil), Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
 		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
 		Log:      slogDiscard(), Now: time.Now,
 	}
@@ -86,7 +88,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 
 	// The first lead of the batch is refused with a 400; the two others go through. The batch also
 	// holds a lead the normalize stage cannot read, which goes to the dead-letter topic alone.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusBadRequest, Remaining: 1})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusBadRequest, Remaining: 1})
 	unreadable := message.NewMessage("unreadable", []byte(`{"email":`))
 	unreadable.Metadata.Set(pipelines.MetaEventID, "iciformation_unreadable")
 	unreadable.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
@@ -109,7 +111,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 
 	// Two 503s in a row: the endpoint looks down, so the third lead is not tried; all three are
 	// requeued one by one, and each still arrives once.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 2})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 2})
 	second := publish("retried", 3)
 	require.NoError(t, rcv.WaitForUnique(ctx, 5))
 	time.Sleep(300 * time.Millisecond) // a stray redelivery would show now
@@ -127,7 +129,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		"two failures in a row stop the batch: the third lead was not tried for nothing")
 
 	// One 503: the lead that got it waits for the redelivery, the others of its batch do not.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 1})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 1})
 	third := publish("held", 3)
 	require.NoError(t, rcv.WaitForUnique(ctx, 8))
 	var order []string

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/store"
@@ -77,20 +78,20 @@ func ptrTo[T any](v T) *T { return &v }
 func slogDiscard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // startSim starts a Shop Application simulator on loopback with the given clock (nil: real time).
-func startSim(t testing.TB, clk *testClock, catalogue ...shopapp.CatalogueEntry) *shopapp.Simulator {
+func startSim(t testing.TB, clk *testClock, catalogue ...shopapp.CatalogueEntry) *shopappsim.Sim {
 	t.Helper()
-	cfg := shopapp.SimConfig{Catalogue: catalogue}
+	cfg := shopappsim.Config{Catalogue: catalogue}
 	if clk != nil {
 		cfg.Now = clk.Now
 	}
-	sim, err := shopapp.StartSimulator(cfg)
+	sim, err := shopappsim.Start(cfg)
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	return sim
 }
 
 // newSimClient is a client of sim without rate limit, retrying `retries` times, quickly.
-func newSimClient(t testing.TB, sim *shopapp.Simulator, retries int) *shopapp.Client {
+func newSimClient(t testing.TB, sim *shopappsim.Sim, retries int) *shopapp.Client {
 	t.Helper()
 	c, err := shopapp.New(shopapp.Config{
 		BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: sim.ClientSecret(),

@@ -34,7 +34,16 @@ type ContextPublisher interface {
 }
 
 // SubscriberFactory returns a subscriber on a durable consumer of topic.
-type SubscriberFactory func(ctx context.Context, durable, topic string) (message.Subscriber, error)
+type SubscriberFactory func(ctx context.Context, durable, topic string, opts SubscribeOptions) (message.Subscriber, error)
+
+// SubscribeOptions shape a stage's consumer.
+type SubscribeOptions struct {
+	// Subscribers is how many messages the stage handles at once; default 1.
+	Subscribers int
+	// Ordered hands out one message at a time, the next only once this one is acked: a stage
+	// whose events carry an ordering key keeps their order across redeliveries.
+	Ordered bool
+}
 
 // DedupeStore remembers which leads were already forwarded.
 type DedupeStore interface {
@@ -162,9 +171,9 @@ func setMeta(msg *message.Message, eventID, pipeline, source string, receivedAt 
 type LeadNormalizer struct {
 	Sources LeadSources
 	Store   DedupeStore
-	Window time.Duration
-	Log    *slog.Logger
-	Now    func() time.Time
+	Window  time.Duration
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Handle normalises a received lead and drops it when another lead with the same contact,
@@ -294,8 +303,12 @@ type Wiring struct {
 }
 
 func (w Wiring) handler(ctx context.Context, name, from, to string, h message.HandlerFunc) error {
+	return w.handlerWith(ctx, name, from, to, h, SubscribeOptions{})
+}
+
+func (w Wiring) handlerWith(ctx context.Context, name, from, to string, h message.HandlerFunc, opts SubscribeOptions) error {
 	durable := durableName(name)
-	sub, err := w.Subscribe(ctx, durable, from)
+	sub, err := w.Subscribe(ctx, durable, from, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -345,7 +358,9 @@ func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
 	if cfg.CRM != nil {
 		c := *cfg.CRM
 		c.ToEvent, c.OnDelivered, c.Requeue = LeadEvent, commitLeadKeys(cfg.Store), w.Pub
-		if err := w.handler(ctx, "leads.crm", TopicLeadsNormalized, "", c.Handle); err != nil {
+		// Leads have no order among themselves: as many at once as the endpoints take.
+		opts := SubscribeOptions{Subscribers: c.Subscribers}
+		if err := w.handlerWith(ctx, "leads.crm", TopicLeadsNormalized, "", c.Handle, opts); err != nil {
 			return err
 		}
 	}

@@ -126,7 +126,8 @@ func AddShopApp(ctx context.Context, w Wiring, crm *CRMSink, prov *Provisioner, 
 	if crm != nil {
 		c := *crm
 		c.ToEvent, c.OnDelivered = ShopAppCRMEvent, nil
-		if err := w.handler(ctx, "shopapp.crm", TopicShopAppEvents, "", c.Handle); err != nil {
+		// An interface's events reach the CRM in the order they happened.
+		if err := w.handlerWith(ctx, "shopapp.crm", TopicShopAppEvents, "", c.Handle, SubscribeOptions{Ordered: true}); err != nil {
 			return err
 		}
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -22,7 +23,7 @@ const (
 )
 
 type provisionEnv struct {
-	sim   *shopapp.Simulator
+	sim   *shopappsim.Sim
 	clk   *testClock
 	store *store.Store
 	prov  *pipelines.Provisioner
@@ -227,13 +228,13 @@ func TestProvisionerBadCommands(t *testing.T) {
 func TestProvisionerHandleTransient(t *testing.T) {
 	t.Parallel()
 	e := newProvisionEnv(t)
-	e.sim.SetFault(shopapp.Fault{Status: 503, Route: shopapp.RouteAddPrestations})
+	e.sim.SetFault(shopappsim.Fault{Status: 503, Route: shopapp.RouteAddPrestations})
 	err := e.handle(t, mustJSON(t, pipelines.ProvisionCommand{Op: pipelines.OpAddPrestations, Key: "k", Prestations: []string{"MO-SEO-M"}}))
 	require.Error(t, err)
 	require.ErrorIs(t, err, shopapp.ErrServer)
 	require.False(t, pipelines.IsPermanent(err))
 
-	e.sim.SetFault(shopapp.Fault{Status: 500, Route: shopapp.RouteCreateInterface})
+	e.sim.SetFault(shopappsim.Fault{Status: 500, Route: shopapp.RouteCreateInterface})
 	err = e.handle(t, mustJSON(t, pipelines.ProvisionCommand{Op: pipelines.OpCreate, GUID: "g", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}}))
 	require.False(t, pipelines.IsPermanent(err), "%v", err)
 	require.True(t, errors.Is(err, shopapp.ErrServer), "%v", err)

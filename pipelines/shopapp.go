@@ -183,6 +183,7 @@ func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 		}
 		m := message.NewMessage(ev.ID, payload)
 		setMeta(m, ev.ID, PipelineShopApp, "shopapp", now)
+		m.Metadata.Set(MetaOrderingKey, ev.InterfaceKey)
 		msgs = append(msgs, m)
 		p.Metrics.changes.WithLabelValues(ev.Type).Inc()
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
@@ -128,7 +129,7 @@ func (e *pollerEnv) poll(t *testing.T, want ...string) []pipelines.ShopAppEvent 
 }
 
 // simPrestations lists the occurrences of an interface in the simulator as "code ref".
-func simPrestations(t *testing.T, sim *shopapp.Simulator, key string) []shopapp.PrestationOccurrence {
+func simPrestations(t *testing.T, sim *shopappsim.Sim, key string) []shopapp.PrestationOccurrence {
 	t.Helper()
 	si, ok := sim.Interface(key)
 	require.True(t, ok, "interface %s in the simulator", key)
@@ -136,7 +137,7 @@ func simPrestations(t *testing.T, sim *shopapp.Simulator, key string) []shopapp.
 }
 
 // createActive orders interfaces through the API and finishes their installation.
-func createActive(t *testing.T, c *shopapp.Client, sim *shopapp.Simulator, orders ...[]string) []string {
+func createActive(t *testing.T, c *shopapp.Client, sim *shopappsim.Sim, orders ...[]string) []string {
 	t.Helper()
 	keys := make([]string, len(orders))
 	for i, o := range orders {
@@ -151,7 +152,7 @@ func createActive(t *testing.T, c *shopapp.Client, sim *shopapp.Simulator, order
 	return keys
 }
 
-func createdEvents(t *testing.T, sim *shopapp.Simulator, keys ...string) []string {
+func createdEvents(t *testing.T, sim *shopappsim.Sim, keys ...string) []string {
 	var want []string
 	for _, k := range keys {
 		want = append(want, pipelines.EventInterfaceCreated+" "+k)
@@ -277,7 +278,7 @@ func TestShopAppPollerPartialFailure(t *testing.T) {
 	// The list, the first interface's detail and its list of codes succeed; the detail of its
 	// first code fails on both attempts.
 	sim.ResetCalls()
-	sim.SetFault(shopapp.Fault{Status: 500, Route: shopapp.RouteInterfacePrestation, Remaining: 2})
+	sim.SetFault(shopappsim.Fault{Status: 500, Route: shopapp.RouteInterfacePrestation, Remaining: 2})
 	before, seen := len(env.counted.Published()), col.count()
 	res, err := env.poller.Poll(ctx)
 	require.Error(t, err)
@@ -372,7 +373,7 @@ func TestShopAppPollerMetricsAndLock(t *testing.T) {
 	}
 	require.Zero(t, last())
 
-	sim.SetFault(shopapp.Fault{Status: 500, Route: shopapp.RouteInterfaces})
+	sim.SetFault(shopappsim.Fault{Status: 500, Route: shopapp.RouteInterfaces})
 	_, err := env.poller.Poll(ctx)
 	require.Error(t, err)
 	require.Zero(t, last(), "a failed poll is no success")

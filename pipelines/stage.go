@@ -22,6 +22,9 @@ const (
 	MetaSource        = "source"
 	MetaCorrelationID = "correlation_id"
 	MetaReceivedAt    = "received_at"
+	// MetaOrderingKey, when set, orders a message after the earlier ones of the same key at every
+	// sink endpoint (an interface's events, a client's states); leads have none.
+	MetaOrderingKey = "ordering_key"
 	// MetaAttemptsBase is the delivery-attempt count already spent when a dead letter is retried,
 	// so the retry gets a fresh budget.
 	MetaAttemptsBase = "attempts_base"

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 )
 
@@ -211,7 +211,7 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 		return 0, err
 	}
 	defer os.RemoveAll(c.dataDir)
-	recv, err := crm.StartReceiver(c.crmSecret)
+	recv, err := crmsim.Start(c.crmSecret)
 	if err != nil {
 		return 0, err
 	}

@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 )
 
 // loadResult is one measured run of a load generator.
@@ -61,7 +61,7 @@ const emailPlaceholder = "john.doe@example.com"
 // leadTemplate is Ici Formation's example payload (SeedExample, ~330 bytes) with its email made
 // unique: the first %s is the run nonce, then the connection and the request number.
 func leadTemplate() (prefix, suffix string) {
-	ex := string(iciformation.SeedExample())
+	ex := string(iciformationsim.SeedExample())
 	i := strings.Index(ex, emailPlaceholder)
 	if i < 0 {
 		panic("SeedExample has no " + emailPlaceholder)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/store"
@@ -28,7 +29,7 @@ const (
 // calls ÷ rate: a poll bounded by the rate limit, not by passerelle, takes about that long.
 func benchPoll(ctx context.Context, tmp string) (report, error) {
 	var r report
-	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	if err != nil {
 		return r, err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -10,10 +11,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/internal/app"
-	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/internal/cli"
+)
+
+const (
+	exitOK     = cli.ExitOK
+	exitFailed = cli.ExitFailed
+	exitUsage  = cli.ExitUsage
 )
 
 // clearPasserelleEnv unsets every PASSERELLE_* variable for the test, so the developer's or CI's
@@ -50,10 +59,14 @@ func TestCLI(t *testing.T) {
 		emptyOut   bool
 		emptyError bool
 	}{
-		{name: "no command", args: nil, code: exitUsage, stderr: []string{"usage: passerelle"}, emptyOut: true},
-		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: []string{`unknown command "frobnicate"`, "usage: passerelle", "check-config"}, emptyOut: true},
+		{name: "no command", args: nil, code: exitOK, stdout: []string{"Usage:", "passerelle [command]", "check-config"}, emptyError: true},
+		{name: "unknown command", args: []string{"frobnicate"}, code: exitUsage, stderr: []string{`unknown command "frobnicate"`, "passerelle --help"}, emptyOut: true},
+		{name: "unknown command suggests", args: []string{"stage"}, code: exitUsage, stderr: []string{`unknown command "stage"`, "Did you mean this?", "stages"}, emptyOut: true},
+		{name: "unknown flag", args: []string{"stages", "--everything"}, code: exitUsage, stderr: []string{"unknown flag: --everything"}, emptyOut: true},
+		{name: "bad output", args: []string{"stages", "--output", "xml"}, code: exitUsage, stderr: []string{`--output "xml"`}, emptyOut: true},
 		{name: "version", args: []string{"version"}, code: exitOK, stdout: []string{"passerelle " + version}, emptyError: true},
-		{name: "help", args: []string{"help"}, code: exitOK, stdout: []string{"usage: passerelle"}, emptyError: true},
+		{name: "help", args: []string{"help"}, code: exitOK, stdout: []string{"Usage:", "Available Commands:", "shopapp", "billing"}, emptyError: true},
+		{name: "completion", args: []string{"completion", "bash"}, code: exitOK, stdout: []string{"bash completion"}, emptyError: true},
 		{
 			name: "check-config bad value", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_CRM_FORMAT": "xml"},
 			code: exitUsage, stderr: []string{"PASSERELLE_CRM_FORMAT", "xml"}, emptyOut: true,
@@ -76,8 +89,9 @@ func TestCLI(t *testing.T) {
 		{name: "dlq retry no id", args: []string{"dlq", "retry"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
 		{name: "dlq unknown", args: []string{"dlq", "purge"}, code: exitUsage, stderr: []string{"purge"}, emptyOut: true},
 		{name: "dlq list bad flag", args: []string{"dlq", "list", "--everything"}, code: exitUsage},
-		{name: "endpoints bad", args: []string{"endpoints", "drop"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
-		{name: "stages takes no argument", args: []string{"stages", "leads"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
+		{name: "endpoints bad", args: []string{"endpoints", "drop"}, code: exitUsage, stderr: []string{`unknown command "drop"`}, emptyOut: true},
+		{name: "stages takes no argument", args: []string{"stages", "leads"}, code: exitUsage, stderr: []string{`"leads"`}, emptyOut: true},
+		{name: "shopapp create needs its flags", args: []string{"shopapp", "create"}, code: exitUsage, stderr: []string{"required flag", "guid", "prestations"}, emptyOut: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clearPasserelleEnv(t)
@@ -106,6 +120,43 @@ func TestCLI(t *testing.T) {
 	}
 }
 
+// Every command and subcommand answers --help and -h with its usage, every flag, exit 0 and no
+// side effect: nothing is created in the data directory, no daemon is called.
+func TestHelpEverywhere(t *testing.T) {
+	clearPasserelleEnv(t)
+	dir := t.TempDir()
+	t.Setenv("PASSERELLE_DATA_DIR", dir)
+	t.Setenv("PASSERELLE_HTTP_ADDR", "127.0.0.1:1")
+	t.Setenv("PASSERELLE_ADMIN_ADDR", "127.0.0.1:1")
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		for _, help := range []string{"--help", "-h"} {
+			args := append(strings.Fields(strings.TrimPrefix(c.CommandPath(), "passerelle")), help)
+			code, stdout, stderr := runCLI(args...)
+			if code != exitOK || stderr != "" || !strings.Contains(stdout, "Usage:") {
+				t.Errorf("passerelle %s: exit %d, stderr %q, stdout:\n%s", strings.Join(args, " "), code, stderr, stdout)
+			}
+			c.LocalFlags().VisitAll(func(f *pflag.Flag) {
+				if !strings.Contains(stdout, "--"+f.Name) {
+					t.Errorf("passerelle %s does not list --%s", strings.Join(args, " "), f.Name)
+				}
+			})
+			n++
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	walk(cli.NewRoot(io.Discard, io.Discard, version))
+	if n < 30 {
+		t.Errorf("walked %d help pages, want every command", n)
+	}
+	entries, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, entries, "--help created files in the data directory")
+}
+
 // check-config shows the masked secret on the variable's own line.
 func TestCheckConfigMaskLine(t *testing.T) {
 	clearPasserelleEnv(t)
@@ -129,7 +180,7 @@ func TestCheckConfigMaskLine(t *testing.T) {
 // the CLI's PASSERELLE_ADMIN_ADDR at it; the daemon stops at cleanup.
 func startDaemon(t *testing.T, env ...string) *app.App {
 	t.Helper()
-	cfg, err := config.LoadFrom(context.Background(), append([]string{
+	cfg, err := app.LoadConfig(context.Background(), append([]string{
 		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0",
 		"PASSERELLE_DATA_DIR=" + t.TempDir(), "PASSERELLE_SHUTDOWN_TIMEOUT=10s",
 	}, env...))

@@ -19,7 +19,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -93,7 +93,7 @@ type crashEnv struct {
 	dataDir  string
 	token    string
 	secret   string
-	receiver *crm.Receiver
+	receiver *crmsim.Receiver
 	extra    []string
 }
 
@@ -101,7 +101,7 @@ func newCrashEnv(t *testing.T, extra ...string) *crashEnv {
 	t.Helper()
 	secret, err := stdwebhook.NewSecret()
 	require.NoError(t, err)
-	rcv, err := crm.StartReceiver(secret)
+	rcv, err := crmsim.Start(secret)
 	require.NoError(t, err)
 	t.Cleanup(rcv.Close)
 	return &crashEnv{dataDir: t.TempDir(), token: "crash-token", secret: secret, receiver: rcv, extra: extra}

@@ -13,6 +13,9 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/connectors/shopapp"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -20,7 +23,7 @@ import (
 // idempotent on guid.
 func TestShopAppCommands(t *testing.T) {
 	clearPasserelleEnv(t)
-	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	t.Setenv("PASSERELLE_DATA_DIR", t.TempDir())
@@ -54,9 +57,9 @@ func TestShopAppCommands(t *testing.T) {
 		want string
 	}{
 		{[]string{"shopapp"}, exitUsage, "usage: passerelle shopapp"},
-		{[]string{"shopapp", "explode"}, exitUsage, `unknown shopapp command "explode"`},
-		{[]string{"shopapp", "create", "--guid", "x"}, exitUsage, "needs a guid and prestations"},
-		{[]string{"shopapp", "delete"}, exitUsage, "needs an interface key"},
+		{[]string{"shopapp", "explode"}, exitUsage, `unknown command "explode" for "passerelle shopapp"`},
+		{[]string{"shopapp", "create", "--guid", "x"}, exitUsage, `required flag(s) "prestations" not set`},
+		{[]string{"shopapp", "delete"}, exitUsage, `required flag(s) "key" not set`},
 		{[]string{"shopapp", "create", "--guid", "two-setups", "--prestations", "IN-BTQST-S,IN-VITRINE-S"}, exitFailed, "400"},
 	} {
 		code, _, stderr := runCLI(tc.args...)
@@ -76,7 +79,7 @@ func TestBillingCommands(t *testing.T) {
 	clearPasserelleEnv(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	root := t.TempDir()
@@ -94,10 +97,10 @@ func TestBillingCommands(t *testing.T) {
 	)
 
 	// An interface created and installed now: it is billed for the current month.
-	key, err := a.ShopApp.CreateInterface(ctx, shopapp.CreateRequest{GUID: "bill-1", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}, Client: shopapp.Customer{Company: "ACME"}})
+	key, err := app.Module[*modules.ShopApp](a).Client.CreateInterface(ctx, shopapp.CreateRequest{GUID: "bill-1", Prestations: []string{"IN-BTQST-S", "IN-BTQZ-AMM"}, Client: shopapp.Customer{Company: "ACME"}})
 	require.NoError(t, err)
 	require.NoError(t, sim.AdvanceInstall(key))
-	_, err = a.Poller.Poll(ctx)
+	_, err = app.Module[*modules.ShopApp](a).Poller.Poll(ctx)
 	require.NoError(t, err)
 	period := pipelines.PeriodOf(time.Now()).String()
 	require.Eventually(t, func() bool {

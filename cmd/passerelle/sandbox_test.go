@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"regexp"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/internal/cli"
 )
 
 // make run's promise: the sandbox starts on the embedded default, leads flow to the simulated CRM,
@@ -28,7 +31,11 @@ func TestSandboxShowsRecordsFlowing(t *testing.T) {
 	out, w := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		done <- sandbox(ctx, []string{"--lead-every", "100ms"}, w, io.Discard)
+		if code := cli.Run(ctx, []string{"sandbox", "--lead-every", "100ms"}, w, io.Discard, version); code != cli.ExitOK {
+			done <- fmt.Errorf("sandbox exited %d", code)
+		} else {
+			done <- nil
+		}
 		w.Close()
 	}()
 

@@ -17,17 +17,18 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 )
 
 const testBody = `{"type":"lead.created","id":"evt_1","occurred_at":"2025-01-02T03:04:05Z","source":"iciformation","data":{}}`
 
-func startReceiver(t *testing.T) (*crm.Receiver, string) {
+func startReceiver(t *testing.T) (*crmsim.Receiver, string) {
 	t.Helper()
 	secret, err := stdwebhook.NewSecret()
 	require.NoError(t, err)
-	r, err := crm.StartReceiver(secret)
+	r, err := crmsim.Start(secret)
 	require.NoError(t, err)
 	t.Cleanup(r.Close)
 	return r, secret
@@ -105,7 +106,7 @@ func TestSendOutcomes(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
-		fault crm.Fault
+		fault crmsim.Fault
 		cfg   func(*crm.Config)
 		// want
 		status       int
@@ -117,30 +118,30 @@ func TestSendOutcomes(t *testing.T) {
 		timeout      bool
 		retryAfterGT time.Duration
 	}{
-		{name: "503 then success", fault: crm.Fault{Mode: crm.FaultStatus, Status: 503, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
-		{name: "500 twice then success", fault: crm.Fault{Mode: crm.FaultStatus, Status: 500, Remaining: 2}, status: 200, attempts: 3, ok: true, delivered: 1},
-		{name: "408 retried, as the outcome table says", fault: crm.Fault{Mode: crm.FaultStatus, Status: 408}, status: 408, attempts: 3},
-		{name: "501 permanent, as the outcome table says", fault: crm.Fault{Mode: crm.FaultStatus, Status: 501}, status: 501, attempts: 1, permanent: true},
-		{name: "reset then success", fault: crm.Fault{Mode: crm.FaultReset, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
-		{name: "slow within timeout", fault: crm.Fault{Mode: crm.FaultSlow, Delay: 50 * time.Millisecond}, status: 200, attempts: 1, ok: true, delivered: 1},
-		{name: "410 gone", fault: crm.Fault{Mode: crm.FaultStatus, Status: 410}, status: 410, attempts: 1, permanent: true, gone: true},
-		{name: "400 permanent", fault: crm.Fault{Mode: crm.FaultStatus, Status: 400}, status: 400, attempts: 1, permanent: true},
-		{name: "401 permanent", fault: crm.Fault{Mode: crm.FaultStatus, Status: 401}, status: 401, attempts: 1, permanent: true},
-		{name: "422 permanent", fault: crm.Fault{Mode: crm.FaultStatus, Status: 422}, status: 422, attempts: 1, permanent: true},
-		{name: "503 until retries are spent", fault: crm.Fault{Mode: crm.FaultStatus, Status: 503}, status: 503, attempts: 3},
-		{name: "502 with one retry", fault: crm.Fault{Mode: crm.FaultStatus, Status: 502}, cfg: func(c *crm.Config) { c.Retries = 1 }, status: 502, attempts: 2},
-		{name: "500 without retries", fault: crm.Fault{Mode: crm.FaultStatus, Status: 500}, cfg: func(c *crm.Config) { c.Retries = -1 }, status: 500, attempts: 1},
-		{name: "reset until retries are spent", fault: crm.Fault{Mode: crm.FaultReset}, attempts: 3},
+		{name: "503 then success", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 503, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
+		{name: "500 twice then success", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 500, Remaining: 2}, status: 200, attempts: 3, ok: true, delivered: 1},
+		{name: "408 retried, as the outcome table says", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 408}, status: 408, attempts: 3},
+		{name: "501 permanent, as the outcome table says", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 501}, status: 501, attempts: 1, permanent: true},
+		{name: "reset then success", fault: crmsim.Fault{Mode: crmsim.FaultReset, Remaining: 1}, status: 200, attempts: 2, ok: true, delivered: 1},
+		{name: "slow within timeout", fault: crmsim.Fault{Mode: crmsim.FaultSlow, Delay: 50 * time.Millisecond}, status: 200, attempts: 1, ok: true, delivered: 1},
+		{name: "410 gone", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 410}, status: 410, attempts: 1, permanent: true, gone: true},
+		{name: "400 permanent", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 400}, status: 400, attempts: 1, permanent: true},
+		{name: "401 permanent", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 401}, status: 401, attempts: 1, permanent: true},
+		{name: "422 permanent", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 422}, status: 422, attempts: 1, permanent: true},
+		{name: "503 until retries are spent", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 503}, status: 503, attempts: 3},
+		{name: "502 with one retry", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 502}, cfg: func(c *crm.Config) { c.Retries = 1 }, status: 502, attempts: 2},
+		{name: "500 without retries", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 500}, cfg: func(c *crm.Config) { c.Retries = -1 }, status: 500, attempts: 1},
+		{name: "reset until retries are spent", fault: crmsim.Fault{Mode: crmsim.FaultReset}, attempts: 3},
 		{
 			name:  "slow beyond timeout",
-			fault: crm.Fault{Mode: crm.FaultSlow, Delay: 5 * time.Second},
+			fault: crmsim.Fault{Mode: crmsim.FaultSlow, Delay: 5 * time.Second},
 			cfg:   func(c *crm.Config) { c.Timeout = 100 * time.Millisecond; c.Retries = -1 },
 			// The Receiver drops a delivery whose client left.
 			attempts: 1, timeout: true,
 		},
 		{
 			name:         "Retry-After beyond RetryWaitMax is handed back",
-			fault:        crm.Fault{Mode: crm.FaultStatus, Status: 429, RetryAfter: "120"},
+			fault:        crmsim.Fault{Mode: crmsim.FaultStatus, Status: 429, RetryAfter: "120"},
 			status:       429,
 			attempts:     1,
 			retryAfterGT: time.Minute,
@@ -212,7 +213,7 @@ func TestSendRetryAfter(t *testing.T) {
 			cfg := fastConfig(secret)
 			cfg.RetryWaitMax = 3 * time.Second
 			c := newClient(t, cfg)
-			rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: tt.retryAfter(), Remaining: 1})
+			rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: tt.retryAfter(), Remaining: 1})
 
 			res, err := c.Send(t.Context(), rcv.URL(), "evt_1", []byte(testBody))
 			require.NoError(t, err)
@@ -274,13 +275,13 @@ func TestDeliveryErrorHidesEndpointSecrets(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		fault    crm.Fault
+		fault    crmsim.Fault
 		endpoint func(rcv string) string
 	}{
-		{name: "400", fault: crm.Fault{Mode: crm.FaultStatus, Status: 400}},
-		{name: "503", fault: crm.Fault{Mode: crm.FaultStatus, Status: 503}},
-		{name: "reset", fault: crm.Fault{Mode: crm.FaultReset}},
-		{name: "timeout", fault: crm.Fault{Mode: crm.FaultSlow, Delay: 5 * time.Second}},
+		{name: "400", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 400}},
+		{name: "503", fault: crmsim.Fault{Mode: crmsim.FaultStatus, Status: 503}},
+		{name: "reset", fault: crmsim.Fault{Mode: crmsim.FaultReset}},
+		{name: "timeout", fault: crmsim.Fault{Mode: crmsim.FaultSlow, Delay: 5 * time.Second}},
 		{name: "connection refused", endpoint: func(string) string { return "http://" + closedAddr + "/hooks/" + secretPart + "?token=" + secretPart }},
 		{name: "unparsable URL", endpoint: func(rcv string) string { return rcv + "/hooks/" + secretPart + "%zz" }},
 		{name: "not http", endpoint: func(string) string { return "ftp://user:" + secretPart + "@example.com/" + secretPart }},
@@ -357,7 +358,7 @@ func TestSendInvalidArguments(t *testing.T) {
 func TestSendContextCanceled(t *testing.T) {
 	t.Parallel()
 	rcv, secret := startReceiver(t)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultSlow, Delay: 5 * time.Second})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultSlow, Delay: 5 * time.Second})
 	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
 	defer cancel()
 
@@ -371,7 +372,7 @@ func TestSendConcurrentAttempts(t *testing.T) {
 	t.Parallel()
 	rcv, secret := startReceiver(t)
 	c := newClient(t, fastConfig(secret))
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: 503, Remaining: 10})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: 503, Remaining: 10})
 
 	const n = 20
 	type outcome struct {

@@ -6,6 +6,7 @@ import (
 	"log"
 
 	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 )
 
@@ -14,13 +15,13 @@ func ExampleClient_Send() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	rcv, err := crm.StartReceiver(secret)
+	rcv, err := crmsim.Start(secret)
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer rcv.Close()
 	// The endpoint fails once; the client retries within the call.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: 503, Remaining: 1})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: 503, Remaining: 1})
 
 	c, err := crm.New(crm.Config{Secret: secret}, nil)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
 )
@@ -67,9 +68,9 @@ func TestHandlerAcceptsSeedWithEveryScheme(t *testing.T) {
 			auth := httpapi.TokenAuth{Scheme: scheme, Token: testToken}
 			acc := &recorder{}
 			srv := newServer(t, iciformation.HandlerConfig{Auth: auth}, acc)
-			s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+			s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 
-			status, body, err := s.Send(t.Context(), iciformation.SeedExample())
+			status, body, err := s.Send(t.Context(), iciformationsim.SeedExample())
 			require.NoError(t, err)
 			require.Equal(t, http.StatusOK, status)
 			require.Empty(t, body, "the partner expects an empty body on success")
@@ -89,7 +90,7 @@ func TestHandlerAcceptsSeedWithEveryScheme(t *testing.T) {
 			require.Equal(t, "prospect", l.Statut)
 			require.Equal(t, "XYZ Formations", l.Client)
 			require.Equal(t, "1234", l.IDClient)
-			require.Equal(t, string(iciformation.SeedExample()), string(l.Raw))
+			require.Equal(t, string(iciformationsim.SeedExample()), string(l.Raw))
 		})
 	}
 }
@@ -99,7 +100,7 @@ func TestHandlerAcceptsBareTokenForm(t *testing.T) {
 	acc := &recorder{}
 	srv := newServer(t, iciformation.HandlerConfig{Auth: httpapi.TokenAuth{Scheme: httpapi.AuthToken, Token: testToken}}, acc)
 	status, body := post(t, srv, http.MethodPost, "application/json; charset=utf-8",
-		http.Header{"Authorization": {"Token " + testToken}}, iciformation.SeedExample())
+		http.Header{"Authorization": {"Token " + testToken}}, iciformationsim.SeedExample())
 	require.Equal(t, http.StatusOK, status, string(body))
 	require.Len(t, acc.got(), 1)
 }
@@ -109,7 +110,7 @@ func TestHandlerKeepsUnknownFieldsAndNumbers(t *testing.T) {
 	auth := httpapi.TokenAuth{Scheme: httpapi.AuthBearer, Token: testToken}
 	acc := &recorder{}
 	srv := newServer(t, iciformation.HandlerConfig{Auth: auth}, acc)
-	s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+	s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 	payload := `{"nom":"Doe","tel":612345678,"email":null,"date_creation":"2024-11-28T10:00:00+01:00","utm":{"source":"x"}}`
 
 	status, _, err := s.Send(t.Context(), []byte(payload))
@@ -140,7 +141,7 @@ type rejectCase struct {
 
 func TestHandlerRejects(t *testing.T) {
 	t.Parallel()
-	seed := iciformation.SeedExample()
+	seed := iciformationsim.SeedExample()
 	big := []byte(`{"nom":"` + strings.Repeat("a", 64<<10) + `"}`)
 	const ct = "application/json"
 
@@ -240,12 +241,12 @@ func TestHandlerAcceptContextOutlivesClient(t *testing.T) {
 	})
 	auth := httpapi.TokenAuth{Scheme: httpapi.AuthBearer, Token: testToken}
 	srv := newServer(t, iciformation.HandlerConfig{Auth: auth}, acc)
-	s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+	s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() {
-		_, _, err := s.Send(ctx, iciformation.SeedExample())
+		_, _, err := s.Send(ctx, iciformationsim.SeedExample())
 		errc <- err
 	}()
 	<-started
@@ -264,7 +265,7 @@ func TestHandlerEmptyTokenRefusesEverything(t *testing.T) {
 	acc := &recorder{}
 	srv := newServer(t, iciformation.HandlerConfig{Auth: httpapi.TokenAuth{Scheme: httpapi.AuthBearer}}, acc)
 	for _, h := range []http.Header{{}, {"Authorization": {"Bearer "}}, {"Authorization": {"Bearer"}}} {
-		status, _ := post(t, srv, http.MethodPost, "application/json", h, iciformation.SeedExample())
+		status, _ := post(t, srv, http.MethodPost, "application/json", h, iciformationsim.SeedExample())
 		require.Equal(t, http.StatusUnauthorized, status, "header %v", h)
 	}
 	require.Empty(t, acc.got())
@@ -272,7 +273,7 @@ func TestHandlerEmptyTokenRefusesEverything(t *testing.T) {
 
 func TestHandlerMaxBodyBoundary(t *testing.T) {
 	t.Parallel()
-	seed := iciformation.SeedExample()
+	seed := iciformationsim.SeedExample()
 	tests := []struct {
 		name    string
 		maxBody int64
@@ -287,7 +288,7 @@ func TestHandlerMaxBodyBoundary(t *testing.T) {
 			t.Parallel()
 			auth := httpapi.TokenAuth{Scheme: httpapi.AuthXToken, Token: testToken}
 			srv := newServer(t, iciformation.HandlerConfig{Auth: auth, MaxBody: tt.maxBody}, &recorder{})
-			s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+			s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 			status, _, err := s.Send(t.Context(), seed)
 			require.NoError(t, err)
 			require.Equal(t, tt.want, status)
@@ -311,11 +312,11 @@ func TestHandlerLogsNoPersonalData(t *testing.T) {
 		&recorder{err: fmt.Errorf("%w: no usable contact", iciformation.ErrInvalidLead)},
 	} {
 		srv := newServer(t, iciformation.HandlerConfig{Auth: auth, Logger: logger}, acc)
-		s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+		s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 		_, err := s.SendLead(t.Context(), lead)
 		require.NoError(t, err)
 		// and with a wrong token, and a broken body
-		bad := &iciformation.Sender{URL: srv.URL, Auth: httpapi.TokenAuth{Scheme: httpapi.AuthToken, Token: testToken + "!"}, Client: srv.Client()}
+		bad := &iciformationsim.Sender{URL: srv.URL, Auth: httpapi.TokenAuth{Scheme: httpapi.AuthToken, Token: testToken + "!"}, Client: srv.Client()}
 		_, err = bad.SendLead(t.Context(), lead)
 		require.NoError(t, err)
 		_, _, err = s.Send(t.Context(), []byte(`{"email":"helene.lefevre@orange.fr","tel":0612`))

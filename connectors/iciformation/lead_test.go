@@ -10,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 )
 
 func TestDecodeLead(t *testing.T) {
@@ -25,7 +26,7 @@ func TestDecodeLead(t *testing.T) {
 		want    iciformation.Lead // Raw not compared here
 		wantErr error
 	}{
-		{name: "seed example", body: string(iciformation.SeedExample()), want: seed},
+		{name: "seed example", body: string(iciformationsim.SeedExample()), want: seed},
 		{name: "empty object", body: `{}`},
 		{name: "surrounding whitespace", body: " \r\n\t{\"nom\":\"Doe\"}\n", want: iciformation.Lead{Nom: "Doe"}},
 		{name: "nulls", body: `{"nom":null,"tel":null,"email":null}`},
@@ -84,7 +85,7 @@ func TestDecodeLeadRawIsExactAndOwned(t *testing.T) {
 
 func TestLeadLogValueRedacts(t *testing.T) {
 	t.Parallel()
-	l, err := iciformation.DecodeLead(iciformation.SeedExample())
+	l, err := iciformation.DecodeLead(iciformationsim.SeedExample())
 	require.NoError(t, err)
 	var b strings.Builder
 	slog.New(slog.NewJSONHandler(&b, nil)).Info("lead", "lead", l)
@@ -96,7 +97,7 @@ func TestLeadLogValueRedacts(t *testing.T) {
 
 func FuzzDecodeLead(f *testing.F) {
 	for _, s := range []string{
-		string(iciformation.SeedExample()),
+		string(iciformationsim.SeedExample()),
 		`{}`, `[]`, `null`, `{"tel":102030405}`, `{"tel":1.02e9,"nom":null}`,
 		`{"nom":{"a":[1,2]},"email":true}`, `{"nom":"\u00e9\ud800"}`, "{\"nom\":\"\xff\"}", `{"a":`,
 		`{"EMAIL":"a@b.fr","email":"c@d.fr"}`, `{"ſtatut":"x","nom":"a","nom":"b"}`, `{"n\u006fm":"x"}`,

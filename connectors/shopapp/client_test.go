@@ -1,4 +1,4 @@
-package shopapp
+package shopapp_test
 
 import (
 	"context"
@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/passerelle/passerelle/connectors/shopapp"
+
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
@@ -23,26 +27,26 @@ import (
 
 func TestNewChecksConfig(t *testing.T) {
 	t.Parallel()
-	ok := Config{BaseURL: "https://api.example.test", ClientID: "id", ClientSecret: "s"}
+	ok := shopapp.Config{BaseURL: "https://api.example.test", ClientID: "id", ClientSecret: "s"}
 	tests := []struct {
 		name    string
-		mutate  func(*Config)
+		mutate  func(*shopapp.Config)
 		wantErr bool
 	}{
-		{name: "ok", mutate: func(*Config) {}},
-		{name: "base path", mutate: func(c *Config) { c.BaseURL = "https://api.example.test/v1/" }},
-		{name: "relative", mutate: func(c *Config) { c.BaseURL = "/api" }, wantErr: true},
-		{name: "ftp", mutate: func(c *Config) { c.BaseURL = "ftp://api.example.test" }, wantErr: true},
-		{name: "query", mutate: func(c *Config) { c.BaseURL = "https://api.example.test?token=x" }, wantErr: true},
-		{name: "no id", mutate: func(c *Config) { c.ClientID = "" }, wantErr: true},
-		{name: "no secret", mutate: func(c *Config) { c.ClientSecret = "" }, wantErr: true},
+		{name: "ok", mutate: func(*shopapp.Config) {}},
+		{name: "base path", mutate: func(c *shopapp.Config) { c.BaseURL = "https://api.example.test/v1/" }},
+		{name: "relative", mutate: func(c *shopapp.Config) { c.BaseURL = "/api" }, wantErr: true},
+		{name: "ftp", mutate: func(c *shopapp.Config) { c.BaseURL = "ftp://api.example.test" }, wantErr: true},
+		{name: "query", mutate: func(c *shopapp.Config) { c.BaseURL = "https://api.example.test?token=x" }, wantErr: true},
+		{name: "no id", mutate: func(c *shopapp.Config) { c.ClientID = "" }, wantErr: true},
+		{name: "no secret", mutate: func(c *shopapp.Config) { c.ClientSecret = "" }, wantErr: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			cfg := ok
 			tt.mutate(&cfg)
-			_, err := New(cfg, nil, nil)
+			_, err := shopapp.New(cfg, nil, nil)
 			if tt.wantErr {
 				require.Error(t, err)
 				return
@@ -67,7 +71,7 @@ func TestRefreshAfter(t *testing.T) {
 		{life: 10*time.Minute + 10*time.Second, want: 549 * time.Second}, // 90 %, 1 s before 60 s before
 	}
 	for _, tt := range tests {
-		require.Equal(t, tt.want, refreshAfter(tt.life), "life %s", tt.life)
+		require.Equal(t, tt.want, shopapp.RefreshAfter(tt.life), "life %s", tt.life)
 	}
 }
 
@@ -75,37 +79,37 @@ func TestTokenRenewedBeforeExpiry(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	m := NewMetrics(prometheus.NewRegistry())
-	sim, c := start(t, SimConfig{Now: clock.Now, TokenTTL: time.Hour}, Config{}, m)
+	m := shopapp.NewMetrics(prometheus.NewRegistry())
+	sim, c := start(t, shopappsim.Config{Now: clock.Now, TokenTTL: time.Hour}, shopapp.Config{}, m)
 
 	_, err := c.Interfaces(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, sim.Calls()[RouteToken])
-	require.InDelta(t, 1, testutil.ToFloat64(m.renewals.WithLabelValues(renewInitial)), 0)
+	require.Equal(t, 1, sim.Calls()[shopapp.RouteToken])
+	require.InDelta(t, 1, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewInitial)), 0)
 
 	clock.Advance(54*time.Minute - time.Second)
 	_, err = c.Interfaces(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 1, sim.Calls()[RouteToken], "renewed too early")
+	require.Equal(t, 1, sim.Calls()[shopapp.RouteToken], "renewed too early")
 
 	clock.Advance(time.Second) // 90 % of the hour
 	_, err = c.Interfaces(ctx)
 	require.NoError(t, err)
-	require.Equal(t, 2, sim.Calls()[RouteToken], "not renewed at 90 % of its life")
-	require.InDelta(t, 1, testutil.ToFloat64(m.renewals.WithLabelValues(renewExpiry)), 0)
-	require.InDelta(t, 0, testutil.ToFloat64(m.renewals.WithLabelValues(renewUnauthorized)), 0)
+	require.Equal(t, 2, sim.Calls()[shopapp.RouteToken], "not renewed at 90 % of its life")
+	require.InDelta(t, 1, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewExpiry)), 0)
+	require.InDelta(t, 0, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewUnauthorized)), 0)
 
 	tok, err := c.Token(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 3600, tok.ExpiresIn)
-	require.Equal(t, 2, sim.Calls()[RouteToken], "Token returns the cached token")
+	require.Equal(t, 2, sim.Calls()[shopapp.RouteToken], "Token returns the cached token")
 }
 
 func TestTokenRenewedOnceOnUnauthorized(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	m := NewMetrics(prometheus.NewRegistry())
-	sim, c := start(t, SimConfig{}, Config{}, m)
+	m := shopapp.NewMetrics(prometheus.NewRegistry())
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, m)
 	_, err := c.Interfaces(ctx)
 	require.NoError(t, err)
 
@@ -114,49 +118,49 @@ func TestTokenRenewedOnceOnUnauthorized(t *testing.T) {
 	keys, err := c.Interfaces(ctx)
 	require.NoError(t, err)
 	require.Empty(t, keys)
-	require.Equal(t, map[string]int{RouteToken: 1, RouteInterfaces: 2}, sim.Calls())
-	require.InDelta(t, 1, testutil.ToFloat64(m.renewals.WithLabelValues(renewUnauthorized)), 0)
-	require.InDelta(t, 2, testutil.ToFloat64(m.calls.WithLabelValues(RouteInterfaces, "200")), 0)
+	require.Equal(t, map[string]int{shopapp.RouteToken: 1, shopapp.RouteInterfaces: 2}, sim.Calls())
+	require.InDelta(t, 1, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewUnauthorized)), 0)
+	require.InDelta(t, 2, testutil.ToFloat64(m.Calls().WithLabelValues(shopapp.RouteInterfaces, "200")), 0)
 }
 
 func TestSecondUnauthorizedIsReturned(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	m := NewMetrics(prometheus.NewRegistry())
-	sim, c := start(t, SimConfig{}, Config{}, m)
+	m := shopapp.NewMetrics(prometheus.NewRegistry())
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, m)
 	_, err := c.Token(ctx)
 	require.NoError(t, err)
 	sim.ResetCalls()
 
 	// The API refuses the token twice in a row, a fresh one included.
-	sim.SetFault(Fault{Status: http.StatusUnauthorized, Route: RouteInterfaces, Remaining: 2})
+	sim.SetFault(shopappsim.Fault{Status: http.StatusUnauthorized, Route: shopapp.RouteInterfaces, Remaining: 2})
 	_, err = c.Interfaces(ctx)
-	requireAPIError(t, err, http.StatusUnauthorized, RouteInterfaces)
-	require.ErrorIs(t, err, ErrUnauthorized)
-	require.False(t, IsRetryable(err))
-	require.Equal(t, map[string]int{RouteToken: 1, RouteInterfaces: 2}, sim.Calls(), "exactly one renewal, one retry")
-	require.InDelta(t, 1, testutil.ToFloat64(m.renewals.WithLabelValues(renewUnauthorized)), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.calls.WithLabelValues(RouteInterfaces, "401")), 0)
+	requireAPIError(t, err, http.StatusUnauthorized, shopapp.RouteInterfaces)
+	require.ErrorIs(t, err, shopapp.ErrUnauthorized)
+	require.False(t, shopapp.IsRetryable(err))
+	require.Equal(t, map[string]int{shopapp.RouteToken: 1, shopapp.RouteInterfaces: 2}, sim.Calls(), "exactly one renewal, one retry")
+	require.InDelta(t, 1, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewUnauthorized)), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.Calls().WithLabelValues(shopapp.RouteInterfaces, "401")), 0)
 }
 
 func TestBadCredentials(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, err := StartSimulator(SimConfig{ClientSecret: "the-right-one"})
+	sim, err := shopappsim.Start(shopappsim.Config{ClientSecret: "the-right-one"})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
-	c, err := New(Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: "not-the-right-one", Rate: -1}, nil, nil)
+	c, err := shopapp.New(shopapp.Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: "not-the-right-one", Rate: -1}, nil, nil)
 	require.NoError(t, err)
 	_, err = c.Interfaces(ctx)
-	requireAPIError(t, err, http.StatusUnauthorized, RouteToken)
+	requireAPIError(t, err, http.StatusUnauthorized, shopapp.RouteToken)
 	require.NotContains(t, err.Error(), "not-the-right-one")
-	require.Equal(t, map[string]int{RouteToken: 1}, sim.Calls(), "a refused login is not retried")
+	require.Equal(t, map[string]int{shopapp.RouteToken: 1}, sim.Calls(), "a refused login is not retried")
 }
 
 func TestConcurrentCallersShareOneRenewal(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, c := start(t, SimConfig{}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 	const n = 32
 	run := func() {
 		var wg sync.WaitGroup
@@ -174,16 +178,16 @@ func TestConcurrentCallersShareOneRenewal(t *testing.T) {
 		}
 	}
 	run()
-	require.Equal(t, 1, sim.Calls()[RouteToken], "first token fetched once")
+	require.Equal(t, 1, sim.Calls()[shopapp.RouteToken], "first token fetched once")
 	sim.ExpireTokens()
 	run()
-	require.Equal(t, 2, sim.Calls()[RouteToken], "renewed once for every caller refused")
+	require.Equal(t, 2, sim.Calls()[shopapp.RouteToken], "renewed once for every caller refused")
 }
 
 func TestWaitingForTokenHonoursContext(t *testing.T) {
 	t.Parallel()
-	sim, c := start(t, SimConfig{}, Config{}, nil)
-	sim.SetFault(Fault{Delay: time.Second, Route: RouteToken})
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
+	sim.SetFault(shopappsim.Fault{Delay: time.Second, Route: shopapp.RouteToken})
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -200,33 +204,33 @@ func TestRetries(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name      string
-		fault     Fault
-		call      func(context.Context, *Client, string) error
+		fault     shopappsim.Fault
+		call      func(context.Context, *shopapp.Client, string) error
 		route     string
 		wantCalls int
-		wantErr   int // status of the *APIError, 0 for success
+		wantErr   int // status of the *shopapp.APIError, 0 for success
 		minWait   time.Duration
 	}{
-		{name: "500 then success", fault: Fault{Status: 500, Remaining: 2}, route: RouteInterface, wantCalls: 3},
-		{name: "503 with Retry-After", fault: Fault{Status: 503, RetryAfter: "0", Remaining: 2}, route: RouteInterface, wantCalls: 3},
-		{name: "429 honours Retry-After", fault: Fault{Status: 429, RetryAfter: "1", Remaining: 1}, route: RouteInterface, wantCalls: 2, minWait: 900 * time.Millisecond},
-		{name: "500 until out of retries", fault: Fault{Status: 500}, route: RouteInterface, wantCalls: 4, wantErr: 500},
-		{name: "400 not retried", fault: Fault{Status: 400}, route: RouteInterface, wantCalls: 1, wantErr: 400},
-		{name: "add not retried on 500", fault: Fault{Status: 500, Remaining: 1}, route: RouteAddPrestations, wantCalls: 1, wantErr: 500},
-		{name: "add retried on 503", fault: Fault{Status: 503, Remaining: 1}, route: RouteAddPrestations, wantCalls: 2},
-		{name: "add retried on 429", fault: Fault{Status: 429, RetryAfter: "0", Remaining: 2}, route: RouteAddPrestations, wantCalls: 3},
-		{name: "create retried on 500", fault: Fault{Status: 500, Remaining: 1}, route: RouteCreateInterface, wantCalls: 2},
+		{name: "500 then success", fault: shopappsim.Fault{Status: 500, Remaining: 2}, route: shopapp.RouteInterface, wantCalls: 3},
+		{name: "503 with Retry-After", fault: shopappsim.Fault{Status: 503, RetryAfter: "0", Remaining: 2}, route: shopapp.RouteInterface, wantCalls: 3},
+		{name: "429 honours Retry-After", fault: shopappsim.Fault{Status: 429, RetryAfter: "1", Remaining: 1}, route: shopapp.RouteInterface, wantCalls: 2, minWait: 900 * time.Millisecond},
+		{name: "500 until out of retries", fault: shopappsim.Fault{Status: 500}, route: shopapp.RouteInterface, wantCalls: 4, wantErr: 500},
+		{name: "400 not retried", fault: shopappsim.Fault{Status: 400}, route: shopapp.RouteInterface, wantCalls: 1, wantErr: 400},
+		{name: "add not retried on 500", fault: shopappsim.Fault{Status: 500, Remaining: 1}, route: shopapp.RouteAddPrestations, wantCalls: 1, wantErr: 500},
+		{name: "add retried on 503", fault: shopappsim.Fault{Status: 503, Remaining: 1}, route: shopapp.RouteAddPrestations, wantCalls: 2},
+		{name: "add retried on 429", fault: shopappsim.Fault{Status: 429, RetryAfter: "0", Remaining: 2}, route: shopapp.RouteAddPrestations, wantCalls: 3},
+		{name: "create retried on 500", fault: shopappsim.Fault{Status: 500, Remaining: 1}, route: shopapp.RouteCreateInterface, wantCalls: 2},
 	}
-	calls := map[string]func(context.Context, *Client, string) error{
-		RouteInterface: func(ctx context.Context, c *Client, key string) error {
+	calls := map[string]func(context.Context, *shopapp.Client, string) error{
+		shopapp.RouteInterface: func(ctx context.Context, c *shopapp.Client, key string) error {
 			_, err := c.Interface(ctx, key)
 			return err
 		},
-		RouteAddPrestations: func(ctx context.Context, c *Client, key string) error {
+		shopapp.RouteAddPrestations: func(ctx context.Context, c *shopapp.Client, key string) error {
 			_, err := c.AddPrestations(ctx, key, []string{"MO-SEO-M"})
 			return err
 		},
-		RouteCreateInterface: func(ctx context.Context, c *Client, _ string) error {
+		shopapp.RouteCreateInterface: func(ctx context.Context, c *shopapp.Client, _ string) error {
 			_, err := c.CreateInterface(ctx, boutique("crm-retry"))
 			return err
 		},
@@ -235,7 +239,7 @@ func TestRetries(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			sim, c := start(t, SimConfig{}, Config{Retries: 3}, nil)
+			sim, c := start(t, shopappsim.Config{}, shopapp.Config{Retries: 3}, nil)
 			key, err := c.CreateInterface(ctx, boutique("crm-1"))
 			require.NoError(t, err)
 			require.NoError(t, sim.AdvanceInstall(key))
@@ -254,7 +258,7 @@ func TestRetries(t *testing.T) {
 				return
 			}
 			requireAPIError(t, err, tt.wantErr, tt.route)
-			require.Equal(t, tt.wantErr >= 500, IsRetryable(err))
+			require.Equal(t, tt.wantErr >= 500, shopapp.IsRetryable(err))
 		})
 	}
 }
@@ -265,14 +269,14 @@ func TestTransportErrors(t *testing.T) {
 
 	t.Run("timeout retried then returned", func(t *testing.T) {
 		t.Parallel()
-		sim, c := start(t, SimConfig{}, Config{Timeout: 50 * time.Millisecond, Retries: 2}, nil)
+		sim, c := start(t, shopappsim.Config{}, shopapp.Config{Timeout: 50 * time.Millisecond, Retries: 2}, nil)
 		_, err := c.Token(ctx)
 		require.NoError(t, err)
-		sim.SetFault(Fault{Delay: time.Second, Route: RoutePrestations})
+		sim.SetFault(shopappsim.Fault{Delay: time.Second, Route: shopapp.RoutePrestations})
 		_, err = c.Prestations(ctx)
 		require.Error(t, err)
-		require.True(t, IsRetryable(err))
-		require.Equal(t, 3, sim.Calls()[RoutePrestations])
+		require.True(t, shopapp.IsRetryable(err))
+		require.Equal(t, 3, sim.Calls()[shopapp.RoutePrestations])
 	})
 
 	t.Run("connection refused", func(t *testing.T) {
@@ -281,12 +285,12 @@ func TestTransportErrors(t *testing.T) {
 		require.NoError(t, err)
 		addr := ln.Addr().String()
 		require.NoError(t, ln.Close())
-		c, err := New(Config{BaseURL: "http://" + addr, ClientID: "id", ClientSecret: "s3cr3t-value", Rate: -1,
+		c, err := shopapp.New(shopapp.Config{BaseURL: "http://" + addr, ClientID: "id", ClientSecret: "s3cr3t-value", Rate: -1,
 			Retries: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, nil, nil)
 		require.NoError(t, err)
 		_, err = c.Interfaces(ctx)
 		require.Error(t, err)
-		require.True(t, IsRetryable(err))
+		require.True(t, shopapp.IsRetryable(err))
 		require.Contains(t, err.Error(), "GET /token")
 		require.NotContains(t, err.Error(), "s3cr3t-value")
 		require.NotContains(t, err.Error(), "client_secret")
@@ -294,13 +298,13 @@ func TestTransportErrors(t *testing.T) {
 
 	t.Run("cancelled", func(t *testing.T) {
 		t.Parallel()
-		sim, c := start(t, SimConfig{}, Config{}, nil)
-		sim.SetFault(Fault{Delay: time.Second})
+		sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
+		sim.SetFault(shopappsim.Fault{Delay: time.Second})
 		ctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
 		defer cancel()
 		_, err := c.Interfaces(ctx)
 		require.ErrorIs(t, err, context.DeadlineExceeded)
-		require.Equal(t, 1, sim.Calls()[RouteToken], "no retry once the context is done")
+		require.Equal(t, 1, sim.Calls()[shopapp.RouteToken], "no retry once the context is done")
 	})
 }
 
@@ -310,7 +314,7 @@ func TestRateLimit(t *testing.T) {
 		rps    = 10
 		window = 600 * time.Millisecond
 	)
-	sim, c := start(t, SimConfig{}, Config{Rate: rps}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{Rate: rps}, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), window)
 	defer cancel()
 	var ok atomic.Int64
@@ -337,14 +341,14 @@ func TestRateLimit(t *testing.T) {
 
 func TestRateLimitCoversRetries(t *testing.T) {
 	t.Parallel()
-	sim, c := start(t, SimConfig{}, Config{Rate: 20, Retries: 3}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{Rate: 20, Retries: 3}, nil)
 	_, err := c.Token(context.Background())
 	require.NoError(t, err)
-	sim.SetFault(Fault{Status: 500, Remaining: 3, Route: RoutePrestations})
+	sim.SetFault(shopappsim.Fault{Status: 500, Remaining: 3, Route: shopapp.RoutePrestations})
 	began := time.Now()
 	_, err = c.Prestations(context.Background())
 	require.NoError(t, err)
-	require.Equal(t, 4, sim.Calls()[RoutePrestations])
+	require.Equal(t, 4, sim.Calls()[shopapp.RoutePrestations])
 	// Four attempts after the token at 20/s: at least three intervals of 50 ms, whatever the backoff.
 	require.GreaterOrEqual(t, time.Since(began), 140*time.Millisecond)
 }
@@ -355,11 +359,11 @@ func TestNoSecretInErrors(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	const secret = "Sup3r-S3cret-Value"
-	sim, err := StartSimulator(SimConfig{ClientSecret: secret})
+	sim, err := shopappsim.Start(shopappsim.Config{ClientSecret: secret})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
-	newClient := func(base, sec string, timeout time.Duration) *Client {
-		c, err := New(Config{BaseURL: base, ClientID: sim.ClientID(), ClientSecret: sec, Rate: -1, Timeout: timeout,
+	newClient := func(base, sec string, timeout time.Duration) *shopapp.Client {
+		c, err := shopapp.New(shopapp.Config{BaseURL: base, ClientID: sim.ClientID(), ClientSecret: sec, Rate: -1, Timeout: timeout,
 			Retries: 1, RetryWaitMin: time.Millisecond, RetryWaitMax: time.Millisecond}, nil, nil)
 		require.NoError(t, err)
 		return c
@@ -371,7 +375,7 @@ func TestNoSecretInErrors(t *testing.T) {
 	// A server that echoes what it was sent in its error message.
 	echo := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/token" {
-			httpapi.WriteJSON(w, 200, Token{AccessToken: tok.AccessToken, TokenType: "bearer", ExpiresIn: 3600})
+			httpapi.WriteJSON(w, 200, shopapp.Token{AccessToken: tok.AccessToken, TokenType: "bearer", ExpiresIn: 3600})
 			return
 		}
 		httpapi.WriteError(w, 400, "refusé : "+r.URL.String()+" "+r.Header.Get("Authorization")+" "+secret)
@@ -396,13 +400,13 @@ func TestNoSecretInErrors(t *testing.T) {
 	collect(err)
 	_, err = newClient(echoText.URL, secret, 0).Interfaces(ctx) // echoed in an HTML error
 	collect(err)
-	sim.SetFault(Fault{Delay: time.Second, Route: RouteToken, Remaining: 2})
+	sim.SetFault(shopappsim.Fault{Delay: time.Second, Route: shopapp.RouteToken, Remaining: 2})
 	_, err = newClient(sim.URL(), secret, 20*time.Millisecond).Interfaces(ctx) // timeout on GET /token
 	collect(err)
-	sim.SetFault(Fault{Status: 401, Route: RouteInterfaces, Remaining: 2})
+	sim.SetFault(shopappsim.Fault{Status: 401, Route: shopapp.RouteInterfaces, Remaining: 2})
 	_, err = c.Interfaces(ctx) // second 401
 	collect(err)
-	sim.SetFault(Fault{Status: 503, Route: RouteInterfaces})
+	sim.SetFault(shopappsim.Fault{Status: 503, Route: shopapp.RouteInterfaces})
 	_, err = c.Interfaces(ctx)
 	collect(err)
 	sim.ClearFault()
@@ -428,34 +432,34 @@ func TestMetrics(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
+	m := shopapp.NewMetrics(reg)
 	hm := httpclient.NewMetrics(reg)
-	sim, err := StartSimulator(SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
-	c, err := New(Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: sim.ClientSecret(), Rate: -1}, hm, m)
+	c, err := shopapp.New(shopapp.Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: sim.ClientSecret(), Rate: -1}, hm, m)
 	require.NoError(t, err)
 	_, err = c.Interfaces(ctx)
 	require.NoError(t, err)
 	_, err = c.Interface(ctx, "nope")
 	require.Error(t, err)
 
-	require.InDelta(t, 1, testutil.ToFloat64(m.calls.WithLabelValues(RouteToken, "200")), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.calls.WithLabelValues(RouteInterfaces, "200")), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.calls.WithLabelValues(RouteInterface, "400")), 0)
-	require.InDelta(t, 1, testutil.ToFloat64(m.renewals.WithLabelValues(renewInitial)), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.Calls().WithLabelValues(shopapp.RouteToken, "200")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.Calls().WithLabelValues(shopapp.RouteInterfaces, "200")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.Calls().WithLabelValues(shopapp.RouteInterface, "400")), 0)
+	require.InDelta(t, 1, testutil.ToFloat64(m.Renewals().WithLabelValues(shopapp.RenewInitial)), 0)
 
-	out, err := testutil.CollectAndLint(m.calls)
+	out, err := testutil.CollectAndLint(m.Calls())
 	require.NoError(t, err)
 	require.Empty(t, out)
 	n, err := testutil.GatherAndCount(reg, "passerelle_http_client_requests_total")
 	require.NoError(t, err)
 	require.Positive(t, n)
 
-	var nilMetrics *Metrics // nil-safe
-	nilMetrics.call(RouteToken, "200")
-	nilMetrics.renewal(renewInitial)
-	require.NotPanics(t, func() { NewMetrics(nil) })
+	var nilMetrics *shopapp.Metrics // nil-safe
+	nilMetrics.Call(shopapp.RouteToken, "200")
+	nilMetrics.Renewal(shopapp.RenewInitial)
+	require.NotPanics(t, func() { shopapp.NewMetrics(nil) })
 }
 
 func TestAPIErrorHelpers(t *testing.T) {
@@ -465,27 +469,27 @@ func TestAPIErrorHelpers(t *testing.T) {
 		is        error
 		retryable bool
 	}{
-		{400, ErrBadRequest, false},
-		{401, ErrUnauthorized, false},
-		{429, ErrRateLimited, true},
-		{500, ErrServer, true},
-		{503, ErrServer, true},
+		{400, shopapp.ErrBadRequest, false},
+		{401, shopapp.ErrUnauthorized, false},
+		{429, shopapp.ErrRateLimited, true},
+		{500, shopapp.ErrServer, true},
+		{503, shopapp.ErrServer, true},
 		{404, nil, false},
 	}
 	for _, tt := range tests {
-		err := fmt.Errorf("polling: %w", &APIError{Status: tt.status, Endpoint: RouteInterfaces})
+		err := fmt.Errorf("polling: %w", &shopapp.APIError{Status: tt.status, Endpoint: shopapp.RouteInterfaces})
 		if tt.is != nil {
 			require.ErrorIs(t, err, tt.is)
 		}
-		for _, other := range []error{ErrBadRequest, ErrUnauthorized, ErrRateLimited, ErrServer} {
+		for _, other := range []error{shopapp.ErrBadRequest, shopapp.ErrUnauthorized, shopapp.ErrRateLimited, shopapp.ErrServer} {
 			if other != tt.is {
 				require.NotErrorIs(t, err, other)
 			}
 		}
-		require.Equal(t, tt.retryable, IsRetryable(err), "status %d", tt.status)
+		require.Equal(t, tt.retryable, shopapp.IsRetryable(err), "status %d", tt.status)
 		require.True(t, strings.HasPrefix(err.Error(), "polling: shopapp: GET /interfaces: "+fmt.Sprint(tt.status)))
 	}
-	require.False(t, IsRetryable(nil))
-	require.False(t, IsRetryable(context.Canceled))
-	require.True(t, IsRetryable(errors.New("connection reset")))
+	require.False(t, shopapp.IsRetryable(nil))
+	require.False(t, shopapp.IsRetryable(context.Canceled))
+	require.True(t, shopapp.IsRetryable(errors.New("connection reset")))
 }

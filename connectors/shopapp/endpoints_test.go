@@ -1,9 +1,13 @@
-package shopapp
+package shopapp_test
 
 import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/passerelle/passerelle/connectors/shopapp"
+
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 
 	"github.com/stretchr/testify/require"
 
@@ -15,7 +19,7 @@ func TestEveryEndpoint(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newClock(t, "2024-01-15 10:00:00")
-	sim, c := start(t, SimConfig{Now: clock.Now}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{Now: clock.Now}, shopapp.Config{}, nil)
 
 	tok, err := c.Token(ctx)
 	require.NoError(t, err)
@@ -56,7 +60,7 @@ func TestEveryEndpoint(t *testing.T) {
 
 	d, err := c.Interface(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, StatusInstalling, d.Status)
+	require.Equal(t, shopapp.StatusInstalling, d.Status)
 	require.Equal(t, "2024-01-15 10:00:00", frtime.Format(d.Created.Time))
 	require.NotEmpty(t, d.FormURL)
 	require.Empty(t, d.URL)
@@ -65,7 +69,7 @@ func TestEveryEndpoint(t *testing.T) {
 	require.NoError(t, sim.AdvanceInstall(key))
 	d, err = c.Interface(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, StatusActive, d.Status)
+	require.Equal(t, shopapp.StatusActive, d.Status)
 	require.Equal(t, "https://atelier-lefevre.shop-application.io", d.URL)
 	require.Equal(t, "https://atelier-lefevre.shop-application.io/superadmin/", d.AdminURL)
 	require.Empty(t, d.FormURL)
@@ -97,7 +101,7 @@ func TestEveryEndpoint(t *testing.T) {
 
 	cancelled, err := c.CancelPrestation(ctx, key, "MO-CAISSE-M")
 	require.NoError(t, err)
-	require.Equal(t, []AddedPrestation{{Code: "MO-CAISSE-M", Reference: added[0].Reference}}, cancelled)
+	require.Equal(t, []shopapp.AddedPrestation{{Code: "MO-CAISSE-M", Reference: added[0].Reference}}, cancelled)
 
 	del, err := c.DeleteInterface(ctx, key)
 	require.NoError(t, err)
@@ -109,10 +113,10 @@ func TestEveryEndpoint(t *testing.T) {
 
 	d, err = c.Interface(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, StatusActive, d.Status)
+	require.Equal(t, shopapp.StatusActive, d.Status)
 	require.True(t, d.DeletionDate.IsZero())
 
-	for _, route := range Routes() {
+	for _, route := range shopapp.Routes() {
 		require.Positive(t, sim.Calls()[route], "route %s never called", route)
 	}
 }
@@ -143,7 +147,7 @@ func TestCreateRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, c := start(t, SimConfig{}, Config{}, nil)
+			sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 			req := boutique("crm-" + tt.name)
 			req.Prestations = tt.codes
 			if tt.guid == "-" {
@@ -157,11 +161,11 @@ func TestCreateRules(t *testing.T) {
 				require.Len(t, got.Prestations, len(tt.codes))
 				return
 			}
-			requireAPIError(t, err, 400, RouteCreateInterface)
-			require.ErrorIs(t, err, ErrBadRequest)
-			require.False(t, IsRetryable(err))
+			requireAPIError(t, err, 400, shopapp.RouteCreateInterface)
+			require.ErrorIs(t, err, shopapp.ErrBadRequest)
+			require.False(t, shopapp.IsRetryable(err))
 			require.Empty(t, sim.Interfaces(), "a refused order created an interface")
-			require.Equal(t, 1, sim.Calls()[RouteCreateInterface], "a 400 was retried")
+			require.Equal(t, 1, sim.Calls()[shopapp.RouteCreateInterface], "a 400 was retried")
 		})
 	}
 }
@@ -170,7 +174,7 @@ func TestAddRules(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name    string
-		prepare func(t *testing.T, sim *Simulator, c *Client, key string)
+		prepare func(t *testing.T, sim *shopappsim.Sim, c *shopapp.Client, key string)
 		codes   []string
 		ok      bool
 	}{
@@ -183,34 +187,34 @@ func TestAddRules(t *testing.T) {
 		{name: "unknown code", codes: []string{"MO-INCONNU-M"}},
 		{
 			name: "associate cancelled on the interface does not count", codes: []string{"MO-CAISSE-M"},
-			prepare: func(t *testing.T, _ *Simulator, c *Client, key string) {
+			prepare: func(t *testing.T, _ *shopappsim.Sim, c *shopapp.Client, key string) {
 				_, err := c.CancelPrestation(context.Background(), key, "IN-BTQZ-AMM")
 				require.NoError(t, err)
 			},
 		},
 		{
 			name: "associate in the same order", codes: []string{"IN-BTQZ-AMA", "MO-CAISSE-M"}, ok: true,
-			prepare: func(t *testing.T, _ *Simulator, c *Client, key string) {
+			prepare: func(t *testing.T, _ *shopappsim.Sim, c *shopapp.Client, key string) {
 				_, err := c.CancelPrestation(context.Background(), key, "IN-BTQZ-AMM")
 				require.NoError(t, err)
 			},
 		},
 		{
 			name: "deactivated interface", codes: []string{"MO-SEO-M"},
-			prepare: func(t *testing.T, sim *Simulator, _ *Client, key string) {
-				require.NoError(t, sim.SetStatus(key, StatusDeactivated))
+			prepare: func(t *testing.T, sim *shopappsim.Sim, _ *shopapp.Client, key string) {
+				require.NoError(t, sim.SetStatus(key, shopapp.StatusDeactivated))
 			},
 		},
 		{
 			name: "deleted interface", codes: []string{"MO-SEO-M"},
-			prepare: func(t *testing.T, sim *Simulator, _ *Client, key string) {
-				require.NoError(t, sim.SetStatus(key, StatusDeleted))
+			prepare: func(t *testing.T, sim *shopappsim.Sim, _ *shopapp.Client, key string) {
+				require.NoError(t, sim.SetStatus(key, shopapp.StatusDeleted))
 			},
 		},
 		{
 			name: "installing interface", codes: []string{"MO-SEO-M"}, ok: true,
-			prepare: func(t *testing.T, sim *Simulator, _ *Client, key string) {
-				require.NoError(t, sim.SetStatus(key, StatusInstalling))
+			prepare: func(t *testing.T, sim *shopappsim.Sim, _ *shopapp.Client, key string) {
+				require.NoError(t, sim.SetStatus(key, shopapp.StatusInstalling))
 			},
 		},
 	}
@@ -218,7 +222,7 @@ func TestAddRules(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			sim, c := start(t, SimConfig{}, Config{}, nil)
+			sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 			key, err := c.CreateInterface(ctx, boutique("crm-1"))
 			require.NoError(t, err)
 			require.NoError(t, sim.AdvanceInstall(key))
@@ -238,15 +242,15 @@ func TestAddRules(t *testing.T) {
 				require.Len(t, after.Prestations, len(before.Prestations)+len(tt.codes))
 				return
 			}
-			requireAPIError(t, err, 400, RouteAddPrestations)
+			requireAPIError(t, err, 400, shopapp.RouteAddPrestations)
 			require.Equal(t, before.Prestations, after.Prestations, "a refused order changed the interface")
 		})
 	}
 	t.Run("nothing to add", func(t *testing.T) {
 		t.Parallel()
-		_, c := start(t, SimConfig{}, Config{}, nil)
+		_, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 		_, err := c.AddPrestations(ctx, "k", nil)
-		var arg *ArgumentError
+		var arg *shopapp.ArgumentError
 		require.ErrorAs(t, err, &arg)
 	})
 }
@@ -254,7 +258,7 @@ func TestAddRules(t *testing.T) {
 func TestAddWithFormURL(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, c := start(t, SimConfig{}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 	req := boutique("crm-1")
 	req.Prestations = []string{"IN-VITRINE-S", "IN-VITZ-AMM"}
 	key, err := c.CreateInterface(ctx, req)
@@ -284,7 +288,7 @@ func TestDeleteAndReactivate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			clock := newClock(t, tt.at)
-			sim, c := start(t, SimConfig{Now: clock.Now}, Config{}, nil)
+			sim, c := start(t, shopappsim.Config{Now: clock.Now}, shopapp.Config{}, nil)
 			key, err := c.CreateInterface(ctx, boutique("crm-1"))
 			require.NoError(t, err)
 			require.NoError(t, sim.AdvanceInstall(key))
@@ -293,12 +297,12 @@ func TestDeleteAndReactivate(t *testing.T) {
 			require.NoError(t, err)
 			require.Equal(t, tt.wantDeletion, frtime.Format(del))
 			got, _ := sim.Interface(key)
-			require.Equal(t, StatusDeactivated, got.Status)
+			require.Equal(t, shopapp.StatusDeactivated, got.Status)
 			require.Equal(t, tt.wantCut, frtime.Format(got.AccessCut))
 
 			d, err := c.Interface(ctx, key)
 			require.NoError(t, err)
-			require.Equal(t, StatusDeactivated, d.Status)
+			require.Equal(t, shopapp.StatusDeactivated, d.Status)
 			require.True(t, del.Equal(d.DeletionDate.Time))
 			require.NotEmpty(t, d.AdminURL, "access lasts until the cut")
 
@@ -310,7 +314,7 @@ func TestDeleteAndReactivate(t *testing.T) {
 			clock.Advance(got.AccessCut.Sub(clock.Now()))
 			d, err = c.Interface(ctx, key)
 			require.NoError(t, err)
-			require.Equal(t, StatusDeactivated, d.Status)
+			require.Equal(t, shopapp.StatusDeactivated, d.Status)
 			require.Empty(t, d.AdminURL, "access is cut on the 1st of the next month")
 			require.Empty(t, d.URL)
 
@@ -319,7 +323,7 @@ func TestDeleteAndReactivate(t *testing.T) {
 			require.True(t, clock.Now().Equal(re))
 			d, err = c.Interface(ctx, key)
 			require.NoError(t, err)
-			require.Equal(t, StatusActive, d.Status)
+			require.Equal(t, shopapp.StatusActive, d.Status)
 			require.NotEmpty(t, d.AdminURL)
 
 			// Deleted for good once the date passes: no way back.
@@ -328,12 +332,12 @@ func TestDeleteAndReactivate(t *testing.T) {
 			clock.Advance(91 * 24 * time.Hour)
 			d, err = c.Interface(ctx, key)
 			require.NoError(t, err)
-			require.Equal(t, StatusDeleted, d.Status)
+			require.Equal(t, shopapp.StatusDeleted, d.Status)
 			require.False(t, d.DeletionDate.IsZero())
 			_, err = c.ReactivateInterface(ctx, key)
-			requireAPIError(t, err, 400, RouteReactivateInterface)
+			requireAPIError(t, err, 400, shopapp.RouteReactivateInterface)
 			_, err = c.DeleteInterface(ctx, key)
-			requireAPIError(t, err, 400, RouteDeleteInterface)
+			requireAPIError(t, err, 400, shopapp.RouteDeleteInterface)
 		})
 	}
 }
@@ -341,21 +345,21 @@ func TestDeleteAndReactivate(t *testing.T) {
 func TestReactivateOnlyFromDeactivated(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	for _, st := range []Status{StatusDeleted, StatusActive, StatusDeactivated, StatusInstalling} {
+	for _, st := range []shopapp.Status{shopapp.StatusDeleted, shopapp.StatusActive, shopapp.StatusDeactivated, shopapp.StatusInstalling} {
 		t.Run(st.String(), func(t *testing.T) {
 			t.Parallel()
-			sim, c := start(t, SimConfig{}, Config{}, nil)
+			sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 			key, err := c.CreateInterface(ctx, boutique("crm-1"))
 			require.NoError(t, err)
 			require.NoError(t, sim.SetStatus(key, st))
 			_, err = c.ReactivateInterface(ctx, key)
-			if st == StatusDeactivated {
+			if st == shopapp.StatusDeactivated {
 				require.NoError(t, err)
 				got, _ := sim.Interface(key)
-				require.Equal(t, StatusActive, got.Status)
+				require.Equal(t, shopapp.StatusActive, got.Status)
 				return
 			}
-			requireAPIError(t, err, 400, RouteReactivateInterface)
+			requireAPIError(t, err, 400, shopapp.RouteReactivateInterface)
 			got, _ := sim.Interface(key)
 			require.Equal(t, st, got.Status)
 		})
@@ -366,7 +370,7 @@ func TestCancelByReferenceOrCode(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	sim, c := start(t, SimConfig{Now: clock.Now}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{Now: clock.Now}, shopapp.Config{}, nil)
 	key, err := c.CreateInterface(ctx, boutique("crm-1", "MO-SEO-M"))
 	require.NoError(t, err)
 	require.NoError(t, sim.AdvanceInstall(key))
@@ -385,7 +389,7 @@ func TestCancelByReferenceOrCode(t *testing.T) {
 	clock.Advance(time.Minute)
 	got, err := c.CancelPrestation(ctx, key, more[0].Reference)
 	require.NoError(t, err)
-	require.Equal(t, []AddedPrestation{{Code: "MO-SEO-M", Reference: more[0].Reference}}, got)
+	require.Equal(t, []shopapp.AddedPrestation{{Code: "MO-SEO-M", Reference: more[0].Reference}}, got)
 
 	occ, err = c.InterfacePrestation(ctx, key, "MO-SEO-M")
 	require.NoError(t, err)
@@ -405,7 +409,7 @@ func TestCancelByReferenceOrCode(t *testing.T) {
 	got, err = c.CancelPrestation(ctx, key, "MO-SEO-M")
 	require.NoError(t, err)
 	require.Len(t, got, 2, "cancelling by code cancels every active occurrence")
-	require.NotContains(t, got, AddedPrestation{Code: "MO-SEO-M", Reference: more[0].Reference})
+	require.NotContains(t, got, shopapp.AddedPrestation{Code: "MO-SEO-M", Reference: more[0].Reference})
 
 	got, err = c.CancelPrestation(ctx, key, "MO-SEO-M")
 	require.NoError(t, err)
@@ -416,15 +420,15 @@ func TestCancelByReferenceOrCode(t *testing.T) {
 	require.Contains(t, codes, "MO-SEO-M")
 
 	_, err = c.CancelPrestation(ctx, key, "0123456789abc")
-	requireAPIError(t, err, 400, RouteCancelPrestation)
+	requireAPIError(t, err, 400, shopapp.RouteCancelPrestation)
 	_, err = c.InterfacePrestation(ctx, key, "MO-TRADUCTION-S")
-	requireAPIError(t, err, 400, RouteInterfacePrestation)
+	requireAPIError(t, err, 400, shopapp.RouteInterfacePrestation)
 }
 
 func TestCreateIsIdempotentOnGUID(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, c := start(t, SimConfig{}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 	first, err := c.CreateInterface(ctx, boutique("crm-42"))
 	require.NoError(t, err)
 	again, err := c.CreateInterface(ctx, boutique("crm-42", "MO-SEO-M"))
@@ -441,25 +445,25 @@ func TestCreateIsIdempotentOnGUID(t *testing.T) {
 func TestUnknownKeysAndCodes(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	_, c := start(t, SimConfig{}, Config{}, nil)
+	_, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 	calls := []struct {
 		route string
 		call  func() error
 	}{
-		{RouteInterface, func() error { _, err := c.Interface(ctx, "nope"); return err }},
-		{RouteDeleteInterface, func() error { _, err := c.DeleteInterface(ctx, "nope"); return err }},
-		{RouteReactivateInterface, func() error { _, err := c.ReactivateInterface(ctx, "nope"); return err }},
-		{RouteInterfacePrestations, func() error { _, err := c.InterfacePrestations(ctx, "nope"); return err }},
-		{RouteInterfacePrestation, func() error { _, err := c.InterfacePrestation(ctx, "nope", "MO-SEO-M"); return err }},
-		{RouteAddPrestations, func() error { _, err := c.AddPrestations(ctx, "nope", []string{"MO-SEO-M"}); return err }},
-		{RouteCancelPrestation, func() error { _, err := c.CancelPrestation(ctx, "nope", "MO-SEO-M"); return err }},
-		{RoutePrestation, func() error { _, err := c.Prestation(ctx, "MO-NOPE"); return err }},
+		{shopapp.RouteInterface, func() error { _, err := c.Interface(ctx, "nope"); return err }},
+		{shopapp.RouteDeleteInterface, func() error { _, err := c.DeleteInterface(ctx, "nope"); return err }},
+		{shopapp.RouteReactivateInterface, func() error { _, err := c.ReactivateInterface(ctx, "nope"); return err }},
+		{shopapp.RouteInterfacePrestations, func() error { _, err := c.InterfacePrestations(ctx, "nope"); return err }},
+		{shopapp.RouteInterfacePrestation, func() error { _, err := c.InterfacePrestation(ctx, "nope", "MO-SEO-M"); return err }},
+		{shopapp.RouteAddPrestations, func() error { _, err := c.AddPrestations(ctx, "nope", []string{"MO-SEO-M"}); return err }},
+		{shopapp.RouteCancelPrestation, func() error { _, err := c.CancelPrestation(ctx, "nope", "MO-SEO-M"); return err }},
+		{shopapp.RoutePrestation, func() error { _, err := c.Prestation(ctx, "MO-NOPE"); return err }},
 	}
 	for _, tc := range calls {
 		api := requireAPIError(t, tc.call(), 400, tc.route)
 		require.NotContains(t, api.Endpoint, "nope", "the endpoint is a template, not the path")
 	}
-	var arg *ArgumentError
+	var arg *shopapp.ArgumentError
 	_, err := c.Interface(ctx, "..")
 	require.ErrorAs(t, err, &arg)
 	_, err = c.Interface(ctx, "")
@@ -470,15 +474,15 @@ func TestInstallDelay(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	_, c := start(t, SimConfig{Now: clock.Now, InstallDelay: 4 * time.Hour, TokenTTL: 24 * time.Hour}, Config{}, nil)
+	_, c := start(t, shopappsim.Config{Now: clock.Now, InstallDelay: 4 * time.Hour, TokenTTL: 24 * time.Hour}, shopapp.Config{}, nil)
 	key, err := c.CreateInterface(ctx, boutique("crm-1"))
 	require.NoError(t, err)
 	clock.Advance(4*time.Hour - time.Second)
 	d, err := c.Interface(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, StatusInstalling, d.Status)
+	require.Equal(t, shopapp.StatusInstalling, d.Status)
 	clock.Advance(time.Second)
 	d, err = c.Interface(ctx, key)
 	require.NoError(t, err)
-	require.Equal(t, StatusActive, d.Status)
+	require.Equal(t, shopapp.StatusActive, d.Status)
 }

@@ -1,9 +1,13 @@
-package shopapp
+package shopapp_test
 
 import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/passerelle/passerelle/connectors/shopapp"
+
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 
 	"github.com/stretchr/testify/require"
 
@@ -37,9 +41,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // start serves a simulator on loopback and builds a client for it: no rate limit and
 // millisecond backoffs unless cc says otherwise.
-func start(t *testing.T, sc SimConfig, cc Config, m *Metrics) (*Simulator, *Client) {
+func start(t *testing.T, sc shopappsim.Config, cc shopapp.Config, m *shopapp.Metrics) (*shopappsim.Sim, *shopapp.Client) {
 	t.Helper()
-	sim, err := StartSimulator(sc)
+	sim, err := shopappsim.Start(sc)
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	cc.BaseURL, cc.ClientID, cc.ClientSecret = sim.URL(), sim.ClientID(), sim.ClientSecret()
@@ -49,31 +53,31 @@ func start(t *testing.T, sc SimConfig, cc Config, m *Metrics) (*Simulator, *Clie
 	if cc.RetryWaitMin == 0 {
 		cc.RetryWaitMin, cc.RetryWaitMax = time.Millisecond, 5*time.Millisecond
 	}
-	c, err := New(cc, nil, m)
+	c, err := shopapp.New(cc, nil, m)
 	require.NoError(t, err)
 	if sc.Now != nil {
-		c.now = sc.Now
+		shopapp.SetClock(c, sc.Now)
 	}
 	return sim, c
 }
 
 // boutique is a valid order creating an online shop.
-func boutique(guid string, extra ...string) CreateRequest {
-	return CreateRequest{
+func boutique(guid string, extra ...string) shopapp.CreateRequest {
+	return shopapp.CreateRequest{
 		GUID:        guid,
 		Prestations: append([]string{"IN-BTQST-S", "IN-BTQZ-AMM"}, extra...),
-		Client: Customer{
+		Client: shopapp.Customer{
 			LastName: "Lefèvre", FirstName: "Chloé", Company: "Atelier Lefèvre", City: "Lyon",
 			PostalCode: "69002", Country: "France", Email: "chloe@example.com", Phone: "0611223344",
 		},
 	}
 }
 
-// requireAPIError asserts err is an *APIError with that status and route.
-func requireAPIError(t *testing.T, err error, status int, route string) *APIError {
+// requireAPIError asserts err is an *shopapp.APIError with that status and route.
+func requireAPIError(t *testing.T, err error, status int, route string) *shopapp.APIError {
 	t.Helper()
 	require.Error(t, err)
-	var api *APIError
+	var api *shopapp.APIError
 	require.ErrorAs(t, err, &api, "got %T: %v", err, err)
 	require.Equal(t, status, api.Status, "status of %v", err)
 	require.Equal(t, route, api.Endpoint)

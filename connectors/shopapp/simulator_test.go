@@ -1,4 +1,4 @@
-package shopapp
+package shopapp_test
 
 import (
 	"context"
@@ -13,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+
 	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/connectors/shopapp"
 )
 
 // rawCall sends a request to the simulator without the client and decodes the answer.
@@ -37,7 +41,7 @@ func rawCall(t *testing.T, method, u, auth, body string) (int, map[string]any, [
 func TestSimulatorAuthentication(t *testing.T) {
 	t.Parallel()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	sim, err := StartSimulator(SimConfig{ClientID: "cid", ClientSecret: "csecret", Now: clock.Now, TokenTTL: 10 * time.Minute})
+	sim, err := shopappsim.Start(shopappsim.Config{ClientID: "cid", ClientSecret: "csecret", Now: clock.Now, TokenTTL: 10 * time.Minute})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	base := sim.URL()
@@ -94,14 +98,14 @@ func TestSimulatorAuthentication(t *testing.T) {
 func TestSimulatorAddAcceptsBareArray(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, c := start(t, SimConfig{}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{}, shopapp.Config{}, nil)
 	key, err := c.CreateInterface(ctx, boutique("crm-1"))
 	require.NoError(t, err)
 	tok, err := c.Token(ctx)
 	require.NoError(t, err)
 	status, _, raw := rawCall(t, "POST", sim.URL()+"/interfaces/"+key+"/prestations", "Bearer "+tok.AccessToken, `["MO-SEO-M"]`)
 	require.Equal(t, 200, status, "%s", raw)
-	var added []AddedPrestation
+	var added []shopapp.AddedPrestation
 	require.NoError(t, json.Unmarshal(raw, &added))
 	require.Len(t, added, 1)
 }
@@ -110,7 +114,7 @@ func TestSimulatorDatesInParis(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	utc := time.Date(2024, 7, 1, 22, 30, 0, 0, time.UTC)
-	sim, c := start(t, SimConfig{Now: func() time.Time { return utc }}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{Now: func() time.Time { return utc }}, shopapp.Config{}, nil)
 	key, err := c.CreateInterface(ctx, boutique("crm-1"))
 	require.NoError(t, err)
 	tok, err := c.Token(ctx)
@@ -122,8 +126,8 @@ func TestSimulatorDatesInParis(t *testing.T) {
 
 func TestSimulatorFaults(t *testing.T) {
 	t.Parallel()
-	sim := NewSimulator(SimConfig{})
-	sim.SetFault(Fault{Status: 503, RetryAfter: "7", Remaining: 2, Route: RoutePrestations})
+	sim := shopappsim.New(shopappsim.Config{})
+	sim.SetFault(shopappsim.Fault{Status: 503, RetryAfter: "7", Remaining: 2, Route: shopapp.RoutePrestations})
 	get := func(path string) *http.Response {
 		w := httptest.NewRecorder()
 		sim.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
@@ -135,25 +139,25 @@ func TestSimulatorFaults(t *testing.T) {
 		require.Equal(t, "7", resp.Header.Get("Retry-After"))
 	}
 	require.Equal(t, 401, get("/prestations").StatusCode, "fault spent")
-	sim.SetFault(Fault{Status: 500})
+	sim.SetFault(shopappsim.Fault{Status: 500})
 	require.Equal(t, 500, get("/interfaces").StatusCode)
 	require.Equal(t, 500, get("/token").StatusCode)
 	sim.ClearFault()
 	require.Equal(t, 401, get("/interfaces").StatusCode)
-	require.Equal(t, map[string]int{RoutePrestations: 3, RouteInterfaces: 2, RouteToken: 1}, sim.Calls())
+	require.Equal(t, map[string]int{shopapp.RoutePrestations: 3, shopapp.RouteInterfaces: 2, shopapp.RouteToken: 1}, sim.Calls())
 }
 
 func TestSeed(t *testing.T) {
 	t.Parallel()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	a := NewSimulator(SimConfig{Now: clock.Now})
+	a := shopappsim.New(shopappsim.Config{Now: clock.Now})
 	a.Seed(1000, rand.New(rand.NewPCG(1, 2)))
-	b := NewSimulator(SimConfig{Now: clock.Now})
+	b := shopappsim.New(shopappsim.Config{Now: clock.Now})
 	b.Seed(1000, rand.New(rand.NewPCG(1, 2)))
 	require.Equal(t, a.Interfaces(), b.Interfaces(), "the same seed gives the same interfaces")
 	require.Len(t, a.Interfaces(), 1000)
 
-	counts := map[Status]int{}
+	counts := map[shopapp.Status]int{}
 	refs := map[string]bool{}
 	cancelled := 0
 	for _, key := range a.Interfaces() {
@@ -169,19 +173,19 @@ func TestSeed(t *testing.T) {
 			}
 		}
 	}
-	for _, st := range []Status{StatusDeleted, StatusActive, StatusDeactivated, StatusInstalling} {
+	for _, st := range []shopapp.Status{shopapp.StatusDeleted, shopapp.StatusActive, shopapp.StatusDeactivated, shopapp.StatusInstalling} {
 		require.Greater(t, counts[st], 30, "status %s: %v", st, counts)
 	}
-	require.Greater(t, counts[StatusActive], counts[StatusDeactivated])
+	require.Greater(t, counts[shopapp.StatusActive], counts[shopapp.StatusDeactivated])
 	require.Positive(t, cancelled)
 }
 
 // checkInvariants asserts what the partner's rules guarantee of any interface.
-func checkInvariants(t *testing.T, sim *Simulator, i SimInterface, now time.Time) {
+func checkInvariants(t *testing.T, sim *shopappsim.Sim, i shopappsim.Interface, now time.Time) {
 	t.Helper()
 	setups := 0
 	for _, p := range i.Prestations {
-		if IsSetup(p.Code) {
+		if shopapp.IsSetup(p.Code) {
 			setups++
 		}
 		require.False(t, p.Created.Before(i.Created), "%s ordered before the interface", p.Code)
@@ -191,12 +195,12 @@ func checkInvariants(t *testing.T, sim *Simulator, i SimInterface, now time.Time
 	}
 	require.Equal(t, 1, setups, "interface %s", i.Key)
 	switch i.Status {
-	case StatusDeactivated:
+	case shopapp.StatusDeactivated:
 		require.True(t, i.DeletionDate.After(now))
 		require.False(t, i.AccessCut.IsZero())
-	case StatusDeleted:
+	case shopapp.StatusDeleted:
 		require.False(t, i.DeletionDate.After(now))
-	case StatusActive, StatusInstalling:
+	case shopapp.StatusActive, shopapp.StatusInstalling:
 		require.True(t, i.DeletionDate.IsZero())
 	default:
 		t.Fatalf("interface %s has status %d", i.Key, i.Status)
@@ -208,7 +212,7 @@ func checkInvariants(t *testing.T, sim *Simulator, i SimInterface, now time.Time
 func TestMutate(t *testing.T) {
 	t.Parallel()
 	clock := newClock(t, "2024-06-01 09:00:00")
-	sim := NewSimulator(SimConfig{Now: clock.Now})
+	sim := shopappsim.New(shopappsim.Config{Now: clock.Now})
 	r := rand.New(rand.NewPCG(3, 4))
 	sim.Mutate(r) // from empty: creates
 	require.Len(t, sim.Interfaces(), 1)
@@ -219,7 +223,7 @@ func TestMutate(t *testing.T) {
 	}
 	keys := sim.Interfaces()
 	require.Greater(t, len(keys), 100)
-	counts := map[Status]int{}
+	counts := map[shopapp.Status]int{}
 	for _, key := range keys {
 		i, _ := sim.Interface(key)
 		counts[i.Status]++
@@ -230,16 +234,16 @@ func TestMutate(t *testing.T) {
 
 func TestSetStatus(t *testing.T) {
 	t.Parallel()
-	sim := NewSimulator(SimConfig{})
+	sim := shopappsim.New(shopappsim.Config{})
 	sim.Seed(1, rand.New(rand.NewPCG(5, 6)))
 	key := sim.Interfaces()[0]
-	for _, st := range []Status{StatusInstalling, StatusActive, StatusDeactivated, StatusActive, StatusDeleted} {
+	for _, st := range []shopapp.Status{shopapp.StatusInstalling, shopapp.StatusActive, shopapp.StatusDeactivated, shopapp.StatusActive, shopapp.StatusDeleted} {
 		require.NoError(t, sim.SetStatus(key, st))
 		i, _ := sim.Interface(key)
 		require.Equal(t, st, i.Status)
 	}
-	require.Error(t, sim.SetStatus(key, Status(9)))
-	require.Error(t, sim.SetStatus("nope", StatusActive))
+	require.Error(t, sim.SetStatus(key, shopapp.Status(9)))
+	require.Error(t, sim.SetStatus("nope", shopapp.StatusActive))
 	require.Error(t, sim.AdvanceInstall(key), "not installing")
 }
 
@@ -247,7 +251,7 @@ func TestSetStatus(t *testing.T) {
 func TestSimulatorConcurrent(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	sim, c := start(t, SimConfig{InstallDelay: time.Millisecond}, Config{}, nil)
+	sim, c := start(t, shopappsim.Config{InstallDelay: time.Millisecond}, shopapp.Config{}, nil)
 	sim.Seed(200, rand.New(rand.NewPCG(7, 8)))
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -285,11 +289,11 @@ func TestSimulatorConcurrent(t *testing.T) {
 
 // BenchmarkPoll reads every interface of a 5 000-interface simulator, as the poller does.
 func BenchmarkPoll(b *testing.B) {
-	sim, err := StartSimulator(SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	require.NoError(b, err)
 	b.Cleanup(sim.Close)
 	sim.Seed(5000, rand.New(rand.NewPCG(1, 1)))
-	c, err := New(Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: sim.ClientSecret(), Rate: -1}, nil, nil)
+	c, err := shopapp.New(shopapp.Config{BaseURL: sim.URL(), ClientID: sim.ClientID(), ClientSecret: sim.ClientSecret(), Rate: -1}, nil, nil)
 	require.NoError(b, err)
 	ctx := context.Background()
 	b.ResetTimer()

@@ -180,3 +180,9 @@ func Cents(p float64) (int64, error) {
 	}
 	return n, nil
 }
+
+// IsSetup reports whether code is a setup prestation, IN-…-S: an order creating an interface
+// holds exactly one, an order adding to one holds none.
+func IsSetup(code string) bool {
+	return len(code) >= len("IN-x-S") && strings.HasPrefix(code, "IN-") && strings.HasSuffix(code, "-S")
+}

@@ -11,10 +11,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/internal/store"
-	"github.com/passerelle/passerelle/pipelines"
-	"github.com/passerelle/passerelle/transforms"
 )
 
 // adminHandler serves /metrics, the probes, and the admin API the CLI's dlq and endpoints
@@ -112,43 +112,11 @@ func (a *App) adminHandler() http.Handler {
 		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"enabled": req.Endpoint})
 	})
-	mux.HandleFunc("POST /admin/billing/run", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			Period string `json:"period"`
-			DryRun bool   `json:"dry_run"`
-			Force  bool   `json:"force"`
-		}
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096)).Decode(&req); err != nil {
-			httpapi.WriteError(w, http.StatusBadRequest, `want {"period": "YYYY-MM", "dry_run": false, "force": false}`)
-			return
-		}
-		p, err := transforms.ParsePeriod(req.Period)
-		if err != nil {
-			httpapi.WriteError(w, http.StatusBadRequest, "period: "+err.Error())
-			return
-		}
-		rep, err := a.Billing.Run(r.Context(), p, pipelines.RunOptions{DryRun: req.DryRun, Force: req.Force})
-		if err != nil {
-			status := http.StatusBadGateway
-			if errors.Is(err, pipelines.ErrUploadsOff) {
-				status = http.StatusConflict
-			}
-			httpapi.WriteError(w, status, err.Error())
-			return
-		}
-		httpapi.WriteJSON(w, http.StatusOK, rep)
+	mux.HandleFunc("GET /admin/modules", func(w http.ResponseWriter, r *http.Request) {
+		httpapi.WriteJSON(w, http.StatusOK, ModuleStates(a.Cfg, a.Modules))
 	})
-	mux.HandleFunc("GET /admin/billing", func(w http.ResponseWriter, r *http.Request) {
-		ups, err := a.Store.Uploads(r.Context())
-		if err == nil {
-			var pending []store.PendingRun
-			if pending, err = a.Store.BillingPending(r.Context()); err == nil {
-				httpapi.WriteJSON(w, http.StatusOK, BillingStatus{Uploads: ups, Pending: pending})
-				return
-			}
-		}
-		httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
-	})
+	// Routes the modules added (/admin/billing, …).
+	mux.Handle("/admin/", a.adminMux)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
@@ -167,10 +135,21 @@ func (a *App) adminHandler() http.Handler {
 	})
 }
 
-// BillingStatus is what `passerelle billing status` shows.
-type BillingStatus struct {
-	Uploads []store.Upload     `json:"uploads"`
-	Pending []store.PendingRun `json:"pending"`
+// ModuleState is one line of check-config and of GET /admin/modules.
+type ModuleState struct {
+	Name string `json:"name"`
+	On   bool   `json:"on"`
+	Why  string `json:"why"`
+}
+
+// ModuleStates says which modules the configuration turns on, and why.
+func ModuleStates(cfg config.Config, ms []modules.Module) []ModuleState {
+	out := make([]ModuleState, 0, len(ms))
+	for _, m := range ms {
+		on, why := m.Enabled(cfg)
+		out = append(out, ModuleState{Name: m.Name(), On: on, Why: why})
+	}
+	return out
 }
 
 // DeadLetterView is one dead letter as the admin API shows it: no payload, which holds personal data.
@@ -190,12 +169,13 @@ func viewOf(d store.DeadLetter) DeadLetterView {
 
 // deadLetterCollector reports the dead letters not yet retried, per pipeline, at scrape time.
 type deadLetterCollector struct {
-	store *store.Store
-	desc  *prometheus.Desc
+	store     *store.Store
+	pipelines []string
+	desc      *prometheus.Desc
 }
 
-func newDeadLetterCollector(s *store.Store) prometheus.Collector {
-	return &deadLetterCollector{store: s, desc: prometheus.NewDesc("passerelle_dead_letters",
+func newDeadLetterCollector(s *store.Store, pipelines []string) prometheus.Collector {
+	return &deadLetterCollector{store: s, pipelines: pipelines, desc: prometheus.NewDesc("passerelle_dead_letters",
 		"Dead letters waiting for an operator (not yet retried), by pipeline.", []string{"pipeline"}, nil)}
 }
 
@@ -209,7 +189,7 @@ func (c *deadLetterCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(c.desc, err)
 		return
 	}
-	for _, p := range []string{"leads", "shopapp", "billing"} {
+	for _, p := range c.pipelines {
 		if _, ok := depth[p]; !ok {
 			depth[p] = 0
 		}

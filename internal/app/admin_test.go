@@ -7,8 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/passerelle/passerelle/internal/store"
 	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/internal/store"
 )
 
 // With PASSERELLE_ADMIN_TOKEN set, the admin API wants it; metrics and probes stay open.

@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -19,13 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/passerelle/passerelle/connectors/crm"
-	"github.com/passerelle/passerelle/connectors/iciformation"
-	"github.com/passerelle/passerelle/connectors/shopapp"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -33,6 +31,34 @@ import (
 // maxHandlerTimeout bounds one handler run; a run also times out at 3/4 of the consumers' AckWait
 // (PASSERELLE_ACK_WAIT), so a slow run is never redelivered while it still runs.
 const maxHandlerTimeout = 90 * time.Second
+
+// Modules is the list of modules, written once: each partner or cross-cutting flow. Order is
+// build order: crm first, since the others deliver through the sink it builds; shopapp before
+// billing, which prices from its catalogue.
+func Modules() []modules.Module {
+	return []modules.Module{
+		modules.CRM{},
+		modules.Leads{},
+		&modules.ShopApp{},
+		&modules.Billing{},
+	}
+}
+
+// Parts are the modules' sections of the configuration.
+func Parts(ms []modules.Module) []config.Part {
+	var parts []config.Part
+	for _, m := range ms {
+		if s := m.Config(); s != nil {
+			parts = append(parts, config.Part{Name: m.Name(), Section: s})
+		}
+	}
+	return parts
+}
+
+// LoadConfig reads the core configuration and every module's section from environ.
+func LoadConfig(ctx context.Context, environ []string) (config.Config, error) {
+	return config.LoadFrom(ctx, environ, Parts(Modules())...)
+}
 
 // App is a built daemon.
 type App struct {
@@ -45,21 +71,33 @@ type App struct {
 	Router   *message.Router
 	DLQ      *pipelines.DeadLetters
 	Backlogs *pipelines.Backlogs // each stage's backlog in the broker
-	ShopApp  *shopapp.Client     // nil when PASSERELLE_SHOPAPP_URL is empty
-	Poller   *pipelines.ShopAppPoller
-	Billing  *pipelines.Billing
+	// Modules are the built modules, in list order.
+	Modules []modules.Module
 
 	background []func(ctx context.Context)
 
 	httpLn, adminLn net.Listener
 	httpSrv         *http.Server
 	adminSrv        *http.Server
+	adminMux        *http.ServeMux
 	closers         []func() error
 }
 
-// New builds the daemon: nothing runs until Run.
+// Module returns the built module of type T (a pointer type from package modules), or the zero
+// value when the list has none.
+func Module[T modules.Module](a *App) T {
+	for _, m := range a.Modules {
+		if t, ok := m.(T); ok {
+			return t
+		}
+	}
+	var zero T
+	return zero
+}
+
+// New builds the daemon from cfg (loaded with LoadConfig): nothing runs until Run.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err error) {
-	a := &App{Cfg: cfg, Log: log, Registry: prometheus.NewRegistry()}
+	a := &App{Cfg: cfg, Log: log, Registry: prometheus.NewRegistry(), Modules: Modules()}
 	defer func() {
 		if err != nil {
 			a.close()
@@ -68,7 +106,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	a.Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	now := time.Now
 
-	if a.Store, err = store.Open(ctx, StoreDSN(cfg)); err != nil {
+	if a.Store, err = store.Open(ctx, cfg.StoreLocation()); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	a.closers = append(a.closers, a.Store.Close)
@@ -102,77 +140,60 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.Backlogs = pipelines.NewBacklogs(a.Broker, now)
 	a.Registry.MustRegister(a.Backlogs)
-	w := pipelines.Wiring{
-		Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: a.Backlogs, Yield: yield, Log: log, Now: now,
-		Subscribe: func(ctx context.Context, durable, topic string) (message.Subscriber, error) {
-			return a.Broker.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
-				AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},
-			}, wlog)
-		},
-	}
-	httpMetrics := httpclient.NewMetrics(a.Registry)
 	disabled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "passerelle", Name: "endpoints_disabled_total",
 		Help: "Sink endpoints disabled after answering 410 Gone, by sink.",
 	}, []string{"sink"})
 	disabled.WithLabelValues("crm") // from zero, so increase() sees the first disable
-	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store))
+	names := make([]string, 0, len(a.Modules))
+	for _, m := range a.Modules {
+		names = append(names, m.Name())
+	}
+	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store, names))
 
-	var sink *pipelines.CRMSink
-	if len(cfg.CRM.URLs) > 0 {
-		client, err := crm.New(crm.Config{Secret: cfg.CRM.Secret, Timeout: cfg.CRM.Timeout}, httpMetrics)
-		if err != nil {
-			return nil, fmt.Errorf("crm: %w", err)
+	a.adminMux = http.NewServeMux()
+	webhooks := http.NewServeMux()
+	env := &modules.Env{
+		Cfg: cfg, Log: log, Registry: a.Registry, Store: a.Store, Broker: a.Broker, Pub: a.Pub,
+		Wiring: pipelines.Wiring{
+			Router: a.Router, Pub: a.Pub, Metrics: metrics, Backlogs: a.Backlogs, Yield: yield, Log: log, Now: now,
+			Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
+				cc := broker.ConsumerConfig{
+					AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},
+					Subscribers: opts.Subscribers,
+				}
+				if opts.Ordered {
+					cc.MaxAckPending = 1
+				}
+				return a.Broker.NewSubscriber(ctx, durable, topic, cc, wlog)
+			},
+		},
+		Webhooks: webhooks, WebhookMetrics: httpapi.NewWebhookMetrics(a.Registry), Admin: a.adminMux,
+		HTTPMetrics: httpclient.NewMetrics(a.Registry), DeliveryMetrics: delivery.NewMetrics(a.Registry), Yield: yield, Stages: metrics, DisabledEndpoints: disabled,
+		Now: now, LeadSources: pipelines.LeadSources{},
+	}
+	// Closers registered by modules run before the store and the broker close (a.close runs in
+	// reverse order).
+	a.closers = append(a.closers, func() error {
+		var errs []error
+		cs := env.Closers()
+		for i := len(cs) - 1; i >= 0; i-- {
+			errs = append(errs, cs[i]())
 		}
-		format, err := crm.ParseFormat(cfg.CRM.Format)
-		if err != nil {
-			return nil, err
-		}
-		sink = &pipelines.CRMSink{
-			Sender: client, Endpoints: cfg.CRM.URLs, Format: format, Store: a.Store,
-			MaxAttempts: cfg.CRM.MaxAttempts, MaxAge: cfg.CRM.MaxAge, Disabled: disabled, Log: log, Now: now,
+		return errors.Join(errs...)
+	})
+	for _, m := range a.Modules {
+		if err := m.Build(ctx, env); err != nil {
+			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
 		}
 	}
-	if err := pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Store: a.Store, DedupeWindow: cfg.DedupeWindow, CRM: sink}); err != nil {
-		return nil, err
-	}
+	a.background = env.Background()
 	a.DLQ = &pipelines.DeadLetters{Store: a.Store, Deliveries: a.Store, Pub: a.Pub, Now: now}
 
-	if err := a.buildShopAppAndBilling(ctx, w, sink, httpMetrics); err != nil {
-		return nil, err
-	}
-	// Dedupe keys older than the window can never match again: drop them so the table stays small.
-	a.background = append(a.background, func(ctx context.Context) {
-		pruneEvery(ctx, time.Hour, func(ctx context.Context) {
-			if n, err := a.Store.PruneKeys(ctx, now().Add(-cfg.DedupeWindow)); err != nil {
-				log.Warn("prune dedupe keys", "error", err)
-			} else if n > 0 {
-				log.Debug("pruned dedupe keys", "count", n)
-			}
-		})
-	})
-
-	webhooks := httpapi.NewWebhookMetrics(a.Registry)
-	mux := http.NewServeMux()
-	if cfg.IciFormation.Token != "" {
-		scheme, err := httpapi.ParseAuthScheme(cfg.IciFormation.Auth)
-		if err != nil {
-			return nil, err
-		}
-		// Up to 256 concurrent leads share one publish. One flusher: the next batch fills while
-		// the last one is acknowledged, so batches are larger and the broker does less per lead.
-		batcher := broker.NewBatcher(a.Pub, pipelines.TopicLeadsReceived, 256, 1)
-		a.closers = append(a.closers, func() error { batcher.Close(); return nil })
-		ingest := pipelines.NewLeadIngest(batcher, metrics, yield, now)
-		metrics.Init(pipelines.PipelineLeads, "ingest")
-		mux.Handle("/webhooks/iciformation", webhooks.Instrument("iciformation", iciformation.NewHandler(iciformation.HandlerConfig{
-			Auth: httpapi.TokenAuth{Scheme: scheme, Token: cfg.IciFormation.Token}, Logger: log.With("source", "iciformation"),
-		}, ingest)))
-	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+	webhooks.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
-	a.httpSrv = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.httpSrv = &http.Server{Handler: webhooks, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -236,7 +257,7 @@ func (a *App) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
-	a.Log.Info("shutting down", "timeout", a.Cfg.ShutdownTimeout)
+	a.Log.Info("shutting down", "timeout", a.Cfg.ShutdownTimeout.String())
 	stopBackground()
 	bg.Wait()
 	sctx, cancel := context.WithTimeout(context.Background(), a.Cfg.ShutdownTimeout)
@@ -265,27 +286,8 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// pruneEvery runs f now and then every interval until ctx is done.
-func pruneEvery(ctx context.Context, interval time.Duration, f func(context.Context)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		f(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
 // StoreDSN is the configured store, SQLite under the data dir by default.
-func StoreDSN(cfg config.Config) string {
-	if cfg.StoreDSN != "" {
-		return cfg.StoreDSN
-	}
-	return filepath.Join(cfg.DataDir, "passerelle.db")
-}
+func StoreDSN(cfg config.Config) string { return cfg.StoreLocation() }
 
 func transportName(cfg config.Config) string {
 	if cfg.NATS.URL == "" {
@@ -300,3 +302,6 @@ func ignoreClosed(err error) error {
 	}
 	return err
 }
+
+// Vars lists every variable the daemon reads: the core's and every module's.
+func Vars() []config.Var { return config.Vars(Parts(Modules())...) }

@@ -17,9 +17,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/app"
-	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -32,7 +31,7 @@ type fixture struct {
 	Token    string
 	Secret   string
 	CRMURL   string
-	Receiver *crm.Receiver
+	Receiver *crmsim.Receiver
 	Env      []string     // extra PASSERELLE_* lines, after the defaults (later lines win)
 	Log      *slog.Logger // nil: warnings and errors to the test log
 	run      *running
@@ -50,7 +49,7 @@ func newFixture(t *testing.T, extraEnv ...string) *fixture {
 	t.Helper()
 	secret, err := stdwebhook.NewSecret()
 	require.NoError(t, err)
-	rcv, err := crm.StartReceiver(secret)
+	rcv, err := crmsim.Start(secret)
 	require.NoError(t, err)
 	t.Cleanup(rcv.Close)
 	return &fixture{
@@ -61,7 +60,7 @@ func newFixture(t *testing.T, extraEnv ...string) *fixture {
 
 // startApp builds and runs a daemon on loopback ports of its own, wired to a CRM receiver, and stops
 // it at cleanup, requiring Run to return nil.
-func startApp(t *testing.T, extraEnv ...string) (*app.App, *crm.Receiver, *fixture) {
+func startApp(t *testing.T, extraEnv ...string) (*app.App, *crmsim.Receiver, *fixture) {
 	t.Helper()
 	f := newFixture(t, extraEnv...)
 	f.start()
@@ -86,7 +85,7 @@ func (f *fixture) environ() []string {
 func (f *fixture) start() *app.App {
 	t := f.t
 	t.Helper()
-	cfg, err := config.LoadFrom(context.Background(), f.environ())
+	cfg, err := app.LoadConfig(context.Background(), f.environ())
 	require.NoError(t, err)
 	log := f.Log
 	if log == nil {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/crm"
 	"github.com/passerelle/passerelle/connectors/sftp"
-	"github.com/passerelle/passerelle/connectors/shopapp"
-	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -31,7 +31,7 @@ func TestBillingEndToEnd(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 
-	sim, err := shopapp.StartSimulator(shopapp.SimConfig{})
+	sim, err := shopappsim.Start(shopappsim.Config{})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	sim.Seed(10, rand.New(rand.NewPCG(7, 9)))
@@ -147,7 +147,7 @@ func TestBillingEndToEnd(t *testing.T) {
 	require.True(t, os.SameFile(before, after) && before.ModTime().Equal(after.ModTime()), "file untouched")
 
 	// The status lists the upload and nothing pending.
-	var st app.BillingStatus
+	var st modules.BillingStatus
 	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodGet, "/admin/billing", nil, &st))
 	require.Len(t, st.Uploads, 1)
 	require.Equal(t, period, st.Uploads[0].Period)

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
-	"github.com/passerelle/passerelle/connectors/crm"
-	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
+	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/broker/brokertest"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
@@ -56,7 +56,7 @@ func TestSeedLeadReachesCRMExternalNATS(t *testing.T) {
 func checkSeedDelivered(t *testing.T, f *fixture, format string) {
 	t.Helper()
 	rcv := f.Receiver
-	status, body := f.post(t, iciformation.SeedExample())
+	status, body := f.post(t, iciformationsim.SeedExample())
 	require.Equal(t, http.StatusOK, status)
 	require.Empty(t, body, "the seed wants an empty body on success")
 
@@ -71,7 +71,7 @@ func checkSeedDelivered(t *testing.T, f *fixture, format string) {
 	d := ds[0]
 	require.NoError(t, stdwebhook.Verify(f.Secret, d.Header, d.Body, time.Now()))
 	require.Equal(t, "application/json", d.Header.Get("Content-Type"))
-	wantID := eventIDOf(iciformation.SeedExample())
+	wantID := eventIDOf(iciformationsim.SeedExample())
 	require.Equal(t, wantID, d.ID)
 
 	switch format {
@@ -99,7 +99,7 @@ func checkSeedDelivered(t *testing.T, f *fixture, format string) {
 		require.Equal(t, "M.", str("title"))
 		require.Equal(t, "Doe", str("last_name"))
 		require.Equal(t, "John", str("first_name"))
-		require.JSONEq(t, string(iciformation.SeedExample()), string(env.Data["raw"]), "raw is the lead as received")
+		require.JSONEq(t, string(iciformationsim.SeedExample()), string(env.Data["raw"]), "raw is the lead as received")
 	case "hubspot":
 		var hs struct {
 			Properties map[string]string `json:"properties"`
@@ -176,7 +176,7 @@ func TestBadRequestsAreRejected(t *testing.T) {
 func TestDuplicateLeads(t *testing.T) {
 	t.Parallel()
 	_, rcv, f := startApp(t)
-	seed := iciformation.SeedExample()
+	seed := iciformationsim.SeedExample()
 	for range 2 {
 		status, body := f.post(t, seed)
 		require.Equal(t, http.StatusOK, status, "%s", body)
@@ -264,7 +264,7 @@ func TestCRMOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, rcv, f := startApp(t, "PASSERELLE_CRM_MAX_ATTEMPTS=1000")
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable})
 
 	const n = 20
 	want := map[string]int{}
@@ -311,12 +311,12 @@ func TestCRMOutage(t *testing.T) {
 	require.Positive(t, stages[i].Messages)
 	require.NotNil(t, stages[i].Oldest)
 	require.Empty(t, stages[i].Error)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: "1"})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusTooManyRequests, RetryAfter: "1"})
 	waitAttempts(rcv.Attempts() + 3)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultReset})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultReset})
 	waitAttempts(rcv.Attempts() + 5)
 	require.Empty(t, rcv.Deliveries())
-	rcv.SetFault(crm.Fault{})
+	rcv.SetFault(crmsim.Fault{})
 
 	require.NoError(t, rcv.WaitForUnique(ctx, n))
 	f.waitStage(t, "crm", "out", n)
@@ -381,7 +381,7 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, rcv, f := startApp(t)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusBadRequest})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusBadRequest})
 	lead := leadBody(1, "dlq")
 	status, body := f.post(t, lead)
 	require.Equal(t, http.StatusOK, status, "%s", body)
@@ -398,7 +398,7 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	require.Equal(t, float64(0), f.stageCount(t, "crm", "out"), "for a sink, out means delivered")
 	require.Empty(t, rcv.Deliveries())
 
-	rcv.SetFault(crm.Fault{})
+	rcv.SetFault(crmsim.Fault{})
 	f.retryDeadLetter(t, dl.ID)
 	require.NoError(t, rcv.WaitForUnique(ctx, 1))
 	time.Sleep(200 * time.Millisecond)
@@ -416,7 +416,7 @@ func TestGoneEndpoint(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, rcv, f := startApp(t)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusGone})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
 	lead := leadBody(1, "gone")
 	status, body := f.post(t, lead)
 	require.Equal(t, http.StatusOK, status, "%s", body)
@@ -433,7 +433,7 @@ func TestGoneEndpoint(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, float64(1), v)
 
-	rcv.SetFault(crm.Fault{})
+	rcv.SetFault(crmsim.Fault{})
 	var enabled map[string]string
 	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodPost, "/admin/endpoints/enable", map[string]string{"endpoint": endpoint}, &enabled))
 	var stillOff map[string]string
@@ -541,7 +541,7 @@ func TestLogsLeakNoPersonalDataNorSecret(t *testing.T) {
 	}
 
 	// A retryable failure, then a delivered lead.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 3})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 3})
 	status, _ := f.post(t, body(people[0]))
 	require.Equal(t, http.StatusOK, status)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -550,11 +550,11 @@ func TestLogsLeakNoPersonalDataNorSecret(t *testing.T) {
 	f.waitStage(t, "crm", "out", 1)
 
 	// A permanent failure: dead-lettered.
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusUnprocessableEntity})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusUnprocessableEntity})
 	status, _ = f.post(t, body(people[1]))
 	require.Equal(t, http.StatusOK, status)
 	f.waitDeadLetters(t, 1)
-	rcv.SetFault(crm.Fault{})
+	rcv.SetFault(crmsim.Fault{})
 
 	// Bad requests: no usable contact, malformed JSON, a wrong token.
 	bad := people[2]
@@ -592,7 +592,7 @@ func TestLogsLeakNoPersonalDataNorSecret(t *testing.T) {
 func TestMetricsLint(t *testing.T) {
 	t.Parallel()
 	a, rcv, f := startApp(t)
-	status, _ := f.post(t, iciformation.SeedExample())
+	status, _ := f.post(t, iciformationsim.SeedExample())
 	require.Equal(t, http.StatusOK, status)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -113,14 +113,23 @@ type ConsumerConfig struct {
 	MaxAckPending int
 	// NakDelay is the wait before a failed message is redelivered, by delivery count.
 	NakDelay wmnats.Delay
+	// Subscribers is how many messages are handled at once (default 1); above 1, MaxAckPending
+	// is raised to twice as many if below.
+	Subscribers int
 }
 
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.AckWait <= 0 {
 		c.AckWait = 2 * time.Minute
 	}
+	if c.Subscribers <= 0 {
+		c.Subscribers = 1
+	}
 	if c.MaxAckPending <= 0 {
 		c.MaxAckPending = 64
+	}
+	if c.Subscribers > 1 {
+		c.MaxAckPending = max(c.MaxAckPending, 2*c.Subscribers)
 	}
 	if c.NakDelay == nil {
 		c.NakDelay = ExpDelay{Min: time.Second, Max: 5 * time.Minute}
@@ -163,7 +172,7 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 	g := &closeGate{inner: &wmnats.NATSMarshaler{}, release: make(chan struct{})}
 	sub, err := wmnats.NewSubscriberWithNatsConn(nc, wmnats.SubscriberSubscriptionConfig{
 		Unmarshaler:      g,
-		SubscribersCount: 1,
+		SubscribersCount: cc.Subscribers,
 		AckWaitTimeout:   cc.AckWait,
 		CloseTimeout:     30 * time.Second,
 		SubscribeTimeout: 30 * time.Second,

@@ -10,11 +10,11 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -31,18 +31,41 @@ type Config struct {
 	LogFormat       string        `env:"LOG_FORMAT, default=auto" desc:"json, text, or auto (text on a terminal, JSON otherwise)"`
 	LogLevel        string        `env:"LOG_LEVEL, default=info" desc:"debug, info, warn or error"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT, default=30s" desc:"longest graceful shutdown on SIGTERM/SIGINT"`
-	DedupeWindow    time.Duration `env:"DEDUPE_WINDOW, default=24h" desc:"a lead with the same contact, formation and id_client inside this window is a duplicate"`
 	RedeliveryMin   time.Duration `env:"REDELIVERY_MIN, default=1s" desc:"first wait before a failed message is redelivered; doubles on each failure"`
 	RedeliveryMax   time.Duration `env:"REDELIVERY_MAX, default=5m" desc:"longest wait between two redeliveries of a failed message"`
 	AckWait         time.Duration `env:"ACK_WAIT, default=2m" desc:"how long the broker waits for a stage to acknowledge a message before redelivering it (messages in flight when the process died come back after this); a stage run times out at 3/4 of it, 90s at most"`
 	StageYield      time.Duration `env:"STAGE_YIELD, default=500ms" desc:"while 8 or more webhook requests are being stored at once (and for 100ms after), each stage waits up to this long before its next message, so partners get their answers first and deliveries catch up after the burst; 0 turns it off; lowered to PASSERELLE_ACK_WAIT/128 if above"`
 
-	NATS         NATS         `env:", prefix=NATS_"`
-	IciFormation IciFormation `env:", prefix=ICIFORMATION_"`
-	CRM          CRM          `env:", prefix=CRM_"`
-	ShopApp      ShopApp      `env:", prefix=SHOPAPP_"`
-	SFTP         SFTP         `env:", prefix=SFTP_"`
-	Billing      Billing      `env:", prefix=BILLING_"`
+	NATS NATS `env:", prefix=NATS_"`
+
+	// parts are the modules' own sections, as loaded with the core.
+	parts []Part
+}
+
+// Section is one module's part of the configuration: a pointer to a struct whose env tags name
+// variables after PASSERELLE_ (nested structs may add a prefix). It checks the values that parse
+// but make no sense, naming each variable in its errors.
+type Section interface {
+	Validate() error
+}
+
+// Part is a module's section under the module's name.
+type Part struct {
+	Name    string
+	Section Section
+}
+
+// Get returns the section a module loaded under name. It panics when there is none: the module
+// list and the loaded configuration disagree, which is a wiring bug.
+func Get[T Section](c Config, name string) T {
+	for _, p := range c.parts {
+		if p.Name == name {
+			if s, ok := p.Section.(T); ok {
+				return s
+			}
+		}
+	}
+	panic(fmt.Sprintf("config: no section %q of type %T loaded", name, *new(T)))
 }
 
 // NATS configures the message transport.
@@ -57,78 +80,41 @@ type NATS struct {
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW, default=2m" desc:"broker-side duplicate detection window on message ids (a redelivered stage input re-publishes the same ids)"`
 }
 
-// IciFormation configures the lead webhook source.
-type IciFormation struct {
-	Token string `env:"TOKEN" secret:"true" desc:"token Ici Formation sends; the webhook is off when empty"`
-	Auth  string `env:"AUTH, default=bearer" desc:"how the token is sent: bearer, api-key, x-token or token"`
-}
-
-// CRM configures the CRM webhook sink.
-type CRM struct {
-	URLs        []string      `env:"URL" secret:"true" desc:"one or more endpoints, comma separated; the sink is off when empty"`
-	Secret      string        `env:"SECRET" secret:"true" desc:"Standard Webhooks signing secret (whsec_…)"`
-	Format      string        `env:"FORMAT, default=generic" desc:"generic (event envelope) or hubspot (contact properties)"`
-	Timeout     time.Duration `env:"TIMEOUT, default=10s" desc:"per-request timeout"`
-	MaxAttempts int           `env:"MAX_ATTEMPTS, default=12" desc:"HTTP attempts per endpoint before the event is dead-lettered"`
-	MaxAge      time.Duration `env:"MAX_AGE, default=24h" desc:"age after which a failing event is dead-lettered"`
-}
-
-// ShopApp configures the Shop Application (Cegid) poller and provisioning client.
-type ShopApp struct {
-	URL          string        `env:"URL" desc:"API base URL; the poller is off when empty"`
-	ClientID     string        `env:"CLIENT_ID" desc:"client_id for GET /token"`
-	ClientSecret string        `env:"CLIENT_SECRET" secret:"true" desc:"client_secret for GET /token"`
-	Rate         float64       `env:"RATE, default=5" desc:"client-side limit, requests per second"`
-	PollInterval time.Duration `env:"POLL_INTERVAL, default=5m" desc:"time between two polls"`
-	Concurrency  int           `env:"CONCURRENCY, default=4" desc:"interfaces fetched in parallel during a poll"`
-}
-
-// SFTP configures where billing files are uploaded.
-type SFTP struct {
-	Addr       string `env:"ADDR" desc:"host:port of the partner's SFTP server; uploads are off when empty"`
-	User       string `env:"USER" desc:"SSH user"`
-	Password   string `env:"PASSWORD" secret:"true" desc:"password (or use KEY_FILE)"`
-	KeyFile    string `env:"KEY_FILE" desc:"private key file for key auth"`
-	KnownHosts string `env:"KNOWN_HOSTS" desc:"known_hosts file holding the server's host key; unknown or changed keys are refused"`
-	Dir        string `env:"DIR, default=/depot/" desc:"remote folder"`
-	// Many writes in flight help on a link with latency and cost time on a fast one (see make bench).
-	ConcurrentWrites bool `env:"CONCURRENT_WRITES, default=false" desc:"keep many SFTP write requests in flight: faster over links with latency, slower on a local network"`
-}
-
-// Billing configures the monthly file of clients to bill.
-type Billing struct {
-	Schedule     string `env:"SCHEDULE, default=0 6 1 * *" desc:"cron schedule (Europe/Paris) of the run for the previous month"`
-	BOM          bool   `env:"BOM, default=false" desc:"write a UTF-8 BOM for Excel"`
-	DecimalComma bool   `env:"DECIMAL_COMMA, default=false" desc:"write amounts with a decimal comma"`
-}
-
 // Load reads the configuration from the process environment.
-func Load(ctx context.Context) (Config, error) {
-	return LoadFrom(ctx, os.Environ())
+func Load(ctx context.Context, parts ...Part) (Config, error) {
+	return LoadFrom(ctx, os.Environ(), parts...)
 }
 
-// LoadFrom reads the configuration from environ (KEY=value lines), resolving <NAME>_FILE.
-func LoadFrom(ctx context.Context, environ []string) (Config, error) {
+// LoadFrom reads the core configuration and each module's section from environ (KEY=value
+// lines), resolving <NAME>_FILE. Each part's Section must be a pointer to a zero struct: it is
+// filled, validated, and kept in the Config for Get.
+func LoadFrom(ctx context.Context, environ []string, parts ...Part) (Config, error) {
 	env, err := resolveFiles(environ)
 	if err != nil {
 		return Config{}, err
 	}
 	// Parse each set variable on its own first, so an error names the variable, not a Go field.
-	for _, v := range Vars() {
+	for _, v := range Vars(parts...) {
 		if raw, ok := env[v.Name]; ok {
 			if err := v.check(ctx, raw); err != nil {
 				return Config{}, err
 			}
 		}
 	}
+	lookup := envconfig.PrefixLookuper(Prefix, envconfig.MapLookuper(env))
 	var c Config
-	if err := envconfig.ProcessWith(ctx, &envconfig.Config{
-		Target:   &c,
-		Lookuper: envconfig.PrefixLookuper(Prefix, envconfig.MapLookuper(env)),
-	}); err != nil {
+	if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: &c, Lookuper: lookup}); err != nil {
 		return Config{}, fmt.Errorf("configuration: %w", err)
 	}
-	return c, c.Validate()
+	errs := []error{c.Validate()}
+	for _, p := range parts {
+		if err := envconfig.ProcessWith(ctx, &envconfig.Config{Target: p.Section, Lookuper: lookup}); err != nil {
+			return Config{}, fmt.Errorf("configuration of %s: %w", p.Name, err)
+		}
+		errs = append(errs, p.Section.Validate())
+	}
+	c.parts = parts
+	return c, errors.Join(errs...)
 }
 
 func resolveFiles(environ []string) (map[string]string, error) {
@@ -154,12 +140,29 @@ func resolveFiles(environ []string) (map[string]string, error) {
 	return env, nil
 }
 
-// Validate checks values that parse but make no sense.
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(name, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+// Errors collects a section's validation errors, each naming its variable.
+type Errors []error
+
+// Add records that PASSERELLE_<name> is wrong.
+func (e *Errors) Add(name, format string, args ...any) {
+	*e = append(*e, fmt.Errorf("%s%s: %s", Prefix, name, fmt.Sprintf(format, args...)))
+}
+
+// Err is nil when nothing was added.
+func (e Errors) Err() error { return errors.Join(e...) }
+
+// HTTPURL checks that PASSERELLE_<name> is an absolute http(s) URL; the error quotes only its
+// scheme and host, since a URL's path or query often holds a secret.
+func (e *Errors) HTTPURL(name, raw string) {
+	if p, err := url.Parse(raw); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+		e.Add(name, "%q is not an http(s) URL", RedactURL(raw))
 	}
+}
+
+// Validate checks core values that parse but make no sense.
+func (c Config) Validate() error {
+	var errs Errors
+	bad := errs.Add
 	for name, addr := range map[string]string{"HTTP_ADDR": c.HTTPAddr, "ADMIN_ADDR": c.AdminAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(name, "%q is not host:port", addr)
@@ -187,91 +190,7 @@ func (c Config) Validate() error {
 	if c.StageYield < 0 {
 		bad("STAGE_YIELD", "must not be negative")
 	}
-	if c.DedupeWindow < 0 {
-		bad("DEDUPE_WINDOW", "must not be negative")
-	}
-	switch c.IciFormation.Auth {
-	case "bearer", "api-key", "x-token", "token":
-	default:
-		bad("ICIFORMATION_AUTH", "%q: want bearer, api-key, x-token or token", c.IciFormation.Auth)
-	}
-	for _, u := range c.CRM.URLs {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			bad("CRM_URL", "%q is not an http(s) URL", redactURL(u))
-		}
-	}
-	if len(c.CRM.URLs) > 0 && c.CRM.Secret == "" {
-		bad("CRM_SECRET", "required when PASSERELLE_CRM_URL is set")
-	}
-	if c.CRM.Secret != "" && !strings.HasPrefix(c.CRM.Secret, "whsec_") {
-		bad("CRM_SECRET", "must start with whsec_")
-	}
-	switch c.CRM.Format {
-	case "generic", "hubspot":
-	default:
-		bad("CRM_FORMAT", "%q: want generic or hubspot", c.CRM.Format)
-	}
-	if c.CRM.MaxAttempts < 1 {
-		bad("CRM_MAX_ATTEMPTS", "must be at least 1")
-	}
-	if c.CRM.Timeout <= 0 {
-		bad("CRM_TIMEOUT", "must be positive")
-	}
-	if c.ShopApp.URL != "" {
-		if p, err := url.Parse(c.ShopApp.URL); err != nil || p.Host == "" {
-			bad("SHOPAPP_URL", "%q is not a URL", c.ShopApp.URL)
-		}
-		if c.ShopApp.ClientID == "" || c.ShopApp.ClientSecret == "" {
-			bad("SHOPAPP_CLIENT_ID", "client id and secret are required when PASSERELLE_SHOPAPP_URL is set")
-		}
-	}
-	if c.ShopApp.Rate <= 0 {
-		bad("SHOPAPP_RATE", "must be positive")
-	}
-	if c.ShopApp.PollInterval <= 0 {
-		bad("SHOPAPP_POLL_INTERVAL", "must be positive")
-	}
-	if c.ShopApp.Concurrency < 1 {
-		bad("SHOPAPP_CONCURRENCY", "must be at least 1")
-	}
-	if _, err := cron.ParseStandard(strings.TrimSpace(c.Billing.Schedule)); err != nil {
-		bad("BILLING_SCHEDULE", "%q is not a cron schedule (minute hour day month weekday): %v", c.Billing.Schedule, err)
-	}
-	if c.SFTP.Addr != "" {
-		if c.SFTP.KnownHosts == "" {
-			bad("SFTP_KNOWN_HOSTS", "required when PASSERELLE_SFTP_ADDR is set: host keys are always checked")
-		}
-		if c.SFTP.Password == "" && c.SFTP.KeyFile == "" {
-			bad("SFTP_PASSWORD", "set a password or PASSERELLE_SFTP_KEY_FILE")
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// Connectors says which connectors run and why, for check-config and the startup log.
-func (c Config) Connectors() []Connector {
-	on := func(name string, ok bool, why string) Connector { return Connector{Name: name, On: ok, Why: why} }
-	return []Connector{
-		on("iciformation", c.IciFormation.Token != "", pick(c.IciFormation.Token != "", "POST /webhooks/iciformation, auth "+c.IciFormation.Auth, "PASSERELLE_ICIFORMATION_TOKEN is empty")),
-		on("crm", len(c.CRM.URLs) > 0, pick(len(c.CRM.URLs) > 0, fmt.Sprintf("%d endpoint(s), format %s", len(c.CRM.URLs), c.CRM.Format), "PASSERELLE_CRM_URL is empty")),
-		on("shopapp", c.ShopApp.URL != "", pick(c.ShopApp.URL != "", "polling "+c.ShopApp.URL+" every "+c.ShopApp.PollInterval.String(), "PASSERELLE_SHOPAPP_URL is empty")),
-		on("sftp", c.SFTP.Addr != "", pick(c.SFTP.Addr != "", "billing files to "+c.SFTP.Addr+c.SFTP.Dir, "PASSERELLE_SFTP_ADDR is empty")),
-		on("nats", true, pick(c.NATS.URL == "", "embedded server under "+c.DataDir, "external server")),
-	}
-}
-
-// Connector is one line of check-config.
-type Connector struct {
-	Name string
-	On   bool
-	Why  string
-}
-
-func pick(cond bool, a, b string) string {
-	if cond {
-		return a
-	}
-	return b
+	return errs.Err()
 }
 
 // Var describes one environment variable.
@@ -282,6 +201,7 @@ type Var struct {
 	Secret  bool
 	typ     reflect.Type
 	tag     string
+	part    int // index of the module's section, -1 for the core
 	path    []int
 }
 
@@ -300,14 +220,18 @@ func (v Var) check(ctx context.Context, raw string) error {
 	return nil
 }
 
-// Vars lists every variable with its default, in declaration order.
-func Vars() []Var {
+// Vars lists every variable with its default, in declaration order: the core's, then each part's.
+func Vars(parts ...Part) []Var {
 	var out []Var
+	part := -1
 	var walk func(t reflect.Type, prefix string, path []int)
 	walk = func(t reflect.Type, prefix string, path []int) {
 		for i := range t.NumField() {
 			f := t.Field(i)
-			tag := f.Tag.Get("env")
+			tag, ok := f.Tag.Lookup("env")
+			if !ok || !f.IsExported() {
+				continue
+			}
 			key, opts, _ := strings.Cut(tag, ",")
 			p := append(append([]int(nil), path...), i)
 			if f.Type.Kind() == reflect.Struct && f.Type != reflect.TypeOf(time.Time{}) {
@@ -320,18 +244,25 @@ func Vars() []Var {
 				def = d
 			}
 			out = append(out, Var{Name: Prefix + prefix + key, Default: def, Desc: f.Tag.Get("desc"),
-				Secret: f.Tag.Get("secret") == "true", typ: f.Type, tag: tag, path: p})
+				Secret: f.Tag.Get("secret") == "true", typ: f.Type, tag: tag, part: part, path: p})
 		}
 	}
 	walk(reflect.TypeOf(Config{}), "", nil)
+	for i, p := range parts {
+		part = i
+		walk(reflect.TypeOf(p.Section).Elem(), "", nil)
+	}
 	return out
 }
 
 // Effective lists every variable with its value, secrets masked, for check-config.
 func (c Config) Effective() [][2]string {
-	rv := reflect.ValueOf(c)
 	var out [][2]string
-	for _, v := range Vars() {
+	for _, v := range Vars(c.parts...) {
+		rv := reflect.ValueOf(c)
+		if v.part >= 0 {
+			rv = reflect.ValueOf(c.parts[v.part].Section).Elem()
+		}
 		f := rv.FieldByIndex(v.path)
 		val := fmt.Sprint(f.Interface())
 		if s, ok := f.Interface().([]string); ok {
@@ -346,10 +277,10 @@ func (c Config) Effective() [][2]string {
 }
 
 // MarkdownTable renders Vars as the README's configuration table.
-func MarkdownTable() string {
+func MarkdownTable(parts ...Part) string {
 	var b strings.Builder
 	b.WriteString("| variable | default | description |\n|---|---|---|\n")
-	for _, v := range Vars() {
+	for _, v := range Vars(parts...) {
 		def := v.Default
 		if def != "" {
 			def = "`" + def + "`"
@@ -363,10 +294,19 @@ func MarkdownTable() string {
 	return b.String()
 }
 
-func redactURL(s string) string {
+// RedactURL keeps a URL's scheme and host, for messages: its path or query may hold a secret.
+func RedactURL(s string) string {
 	p, err := url.Parse(s)
 	if err != nil || p.Host == "" {
 		return "(unparseable)"
 	}
 	return p.Scheme + "://" + p.Host + "/…"
+}
+
+// StoreLocation is the configured store: PASSERELLE_STORE_DSN, or SQLite under the data dir.
+func (c Config) StoreLocation() string {
+	if c.StoreDSN != "" {
+		return c.StoreDSN
+	}
+	return filepath.Join(c.DataDir, "passerelle.db")
 }

@@ -2,99 +2,92 @@ package config
 
 import (
 	"context"
-	"os"
-	"path/filepath"
+	"errors"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/stretchr/testify/require"
 )
 
-func TestDefaults(t *testing.T) {
-	c, err := LoadFrom(context.Background(), nil)
-	require.NoError(t, err)
-	require.Equal(t, ":8080", c.HTTPAddr)
-	require.Equal(t, "127.0.0.1:9090", c.AdminAddr)
-	require.Equal(t, "./data", c.DataDir)
-	require.Equal(t, 24*time.Hour, c.DedupeWindow)
-	require.Equal(t, "bearer", c.IciFormation.Auth)
-	require.Equal(t, "generic", c.CRM.Format)
-	require.Equal(t, "/depot/", c.SFTP.Dir)
-	require.Equal(t, "0 6 1 * *", c.Billing.Schedule)
-	require.Empty(t, c.NATS.URL)
+// testSection is a module's section, as the modules declare theirs.
+type testSection struct {
+	URL     string        `env:"TEST_URL" desc:"a URL"`
+	Token   string        `env:"TEST_TOKEN" secret:"true" desc:"a secret"`
+	Every   time.Duration `env:"TEST_EVERY, default=5m" desc:"a period"`
+	checked bool
 }
 
-func TestLoad(t *testing.T) {
-	c, err := LoadFrom(context.Background(), []string{
-		"PASSERELLE_CRM_URL=http://a.example/hook,https://b.example/x",
-		"PASSERELLE_CRM_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-		"PASSERELLE_CRM_FORMAT=hubspot",
-		"PASSERELLE_DEDUPE_WINDOW=1h",
-		"OTHER=ignored",
-	})
-	require.NoError(t, err)
-	require.Equal(t, []string{"http://a.example/hook", "https://b.example/x"}, c.CRM.URLs)
-	require.Equal(t, "hubspot", c.CRM.Format)
-	require.Equal(t, time.Hour, c.DedupeWindow)
-}
-
-func TestSecretFromFile(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "token")
-	require.NoError(t, os.WriteFile(path, []byte("s3cret\n"), 0o600))
-	c, err := LoadFrom(context.Background(), []string{"PASSERELLE_ICIFORMATION_TOKEN_FILE=" + path})
-	require.NoError(t, err)
-	require.Equal(t, "s3cret", c.IciFormation.Token)
-
-	_, err = LoadFrom(context.Background(), []string{"PASSERELLE_ICIFORMATION_TOKEN_FILE=/nonexistent/x"})
-	require.ErrorContains(t, err, "PASSERELLE_ICIFORMATION_TOKEN_FILE")
-	_, err = LoadFrom(context.Background(), []string{"PASSERELLE_ICIFORMATION_TOKEN_FILE=" + path, "PASSERELLE_ICIFORMATION_TOKEN=x"})
-	require.ErrorContains(t, err, "both set")
-}
-
-func TestBadValuesNameTheVariable(t *testing.T) {
-	for _, tc := range []struct{ env, want string }{
-		{"PASSERELLE_SHUTDOWN_TIMEOUT=soon", "PASSERELLE_SHUTDOWN_TIMEOUT"},
-		{"PASSERELLE_CRM_MAX_ATTEMPTS=many", "PASSERELLE_CRM_MAX_ATTEMPTS"},
-		{"PASSERELLE_CRM_MAX_ATTEMPTS=0", "PASSERELLE_CRM_MAX_ATTEMPTS"},
-		{"PASSERELLE_CRM_FORMAT=xml", "PASSERELLE_CRM_FORMAT"},
-		{"PASSERELLE_ICIFORMATION_AUTH=basic", "PASSERELLE_ICIFORMATION_AUTH"},
-		{"PASSERELLE_HTTP_ADDR=8080", "PASSERELLE_HTTP_ADDR"},
-		{"PASSERELLE_CRM_URL=ftp://x", "PASSERELLE_CRM_URL"},
-		{"PASSERELLE_BILLING_BOM=perhaps", "PASSERELLE_BILLING_BOM"},
-		{"PASSERELLE_SFTP_ADDR=h:22", "PASSERELLE_SFTP_KNOWN_HOSTS"},
-		{"PASSERELLE_LOG_LEVEL=loud", "PASSERELLE_LOG_LEVEL"},
-		{"PASSERELLE_BILLING_SCHEDULE=every monday", "PASSERELLE_BILLING_SCHEDULE"},
-	} {
-		t.Run(tc.env, func(t *testing.T) {
-			_, err := LoadFrom(context.Background(), []string{tc.env})
-			require.ErrorContains(t, err, tc.want)
-		})
+func (s *testSection) Validate() error {
+	s.checked = true
+	var errs Errors
+	if s.Every <= 0 {
+		errs.Add("TEST_EVERY", "must be positive")
 	}
+	if s.URL != "" {
+		errs.HTTPURL("TEST_URL", s.URL)
+	}
+	return errs.Err()
 }
 
-func TestEffectiveMasksSecrets(t *testing.T) {
-	c, err := LoadFrom(context.Background(), []string{
-		"PASSERELLE_ICIFORMATION_TOKEN=tok-123",
-		"PASSERELLE_CRM_URL=http://crm.example/hook?key=abc",
-		"PASSERELLE_CRM_SECRET=whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
-	})
-	require.NoError(t, err)
-	var all strings.Builder
+func TestSectionsAreLoadedValidatedAndListed(t *testing.T) {
+	part := Part{Name: "test", Section: &testSection{}}
+	c, err := LoadFrom(context.Background(), []string{"PASSERELLE_TEST_TOKEN=s3cret", "PASSERELLE_TEST_EVERY=1m"}, part)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := Get[*testSection](c, "test")
+	if !s.checked || s.Token != "s3cret" || s.Every != time.Minute {
+		t.Fatalf("section = %+v, want loaded and validated", s)
+	}
+	var names []string
+	for _, v := range Vars(part) {
+		names = append(names, v.Name)
+	}
+	if got := strings.Join(names, " "); !strings.Contains(got, "PASSERELLE_HTTP_ADDR") || !strings.HasSuffix(got, "PASSERELLE_TEST_URL PASSERELLE_TEST_TOKEN PASSERELLE_TEST_EVERY") {
+		t.Errorf("Vars = %s, want the core's then the section's", got)
+	}
 	for _, kv := range c.Effective() {
-		all.WriteString(kv[0] + "=" + kv[1] + "\n")
+		if kv[0] == "PASSERELLE_TEST_TOKEN" && kv[1] != "****" {
+			t.Errorf("Effective shows the secret: %s", kv[1])
+		}
 	}
-	out := all.String()
-	require.NotContains(t, out, "tok-123")
-	require.NotContains(t, out, "key=abc")
-	require.NotContains(t, out, "MfKQ9r8")
-	require.Contains(t, out, "PASSERELLE_ICIFORMATION_TOKEN=****")
-	require.Contains(t, out, "PASSERELLE_HTTP_ADDR=:8080")
+	if !strings.Contains(MarkdownTable(part), "| `PASSERELLE_TEST_EVERY` | `5m` | a period |") {
+		t.Error("MarkdownTable lacks the section's variable")
+	}
 }
 
-// The README's configuration table is generated from the struct; this keeps them equal.
-func TestReadmeTableIsCurrent(t *testing.T) {
-	b, err := os.ReadFile("../../README.md")
-	require.NoError(t, err)
-	require.Contains(t, string(b), MarkdownTable(), "README configuration table is stale: run `go run ./cmd/passerelle config-table` and paste it")
+func TestSectionErrorsNameTheVariable(t *testing.T) {
+	for _, tc := range []struct{ env, want string }{
+		{"PASSERELLE_TEST_EVERY=soon", "PASSERELLE_TEST_EVERY"},
+		{"PASSERELLE_TEST_EVERY=0s", "PASSERELLE_TEST_EVERY: must be positive"},
+		{"PASSERELLE_TEST_URL=ftp://host/secret-path", `PASSERELLE_TEST_URL: "ftp://host/…"`},
+		{"PASSERELLE_SHUTDOWN_TIMEOUT=0s", "PASSERELLE_SHUTDOWN_TIMEOUT"},
+	} {
+		_, err := LoadFrom(context.Background(), []string{tc.env}, Part{Name: "test", Section: &testSection{}})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want it to contain %q", tc.env, err, tc.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "secret-path") {
+			t.Errorf("%s: the error quotes the URL's path: %v", tc.env, err)
+		}
+	}
+}
+
+func TestGetPanicsOnAnUnloadedSection(t *testing.T) {
+	defer func() {
+		if recover() == nil {
+			t.Error("Get of a section never loaded did not panic")
+		}
+	}()
+	Get[*testSection](Config{}, "test")
+}
+
+func TestErrorsJoin(t *testing.T) {
+	var errs Errors
+	if errs.Err() != nil {
+		t.Fatal("no error added, Err() != nil")
+	}
+	errs.Add("X", "bad %d", 1)
+	if err := errs.Err(); err == nil || !errors.Is(err, errs[0]) || err.Error() != "PASSERELLE_X: bad 1" {
+		t.Errorf("Err() = %v", err)
+	}
 }

@@ -270,7 +270,7 @@ func (ep *endpoint) finish(epoch uint64, err error, took time.Duration) {
 	ep.inFlight--
 	ep.obs.setInFlight(ep.inFlight)
 	now := time.Now()
-	var he *httpclient.Error
+	status := httpclient.StatusOf(err)
 	switch {
 	case err == nil:
 		ep.successes++
@@ -281,16 +281,18 @@ func (ep *endpoint) finish(epoch uint64, err error, took time.Duration) {
 				ep.obs.setConcurrency(ep.limit)
 			}
 		}
-	case errors.As(err, &he) && (he.Status == http.StatusTooManyRequests || he.Status == http.StatusServiceUnavailable):
-		if he.RetryAfter > 0 {
-			until := now.Add(min(he.RetryAfter, ep.cfg.MaxPause))
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
+		// Any connector's error that tells its status and Retry-After (httpclient.StatusOf,
+		// RetryAfterOf), not only *httpclient.Error.
+		if ra, ok := httpclient.RetryAfterOf(err); ok {
+			until := now.Add(min(ra, ep.cfg.MaxPause))
 			if until.After(ep.pausedUntil) {
 				// Count only what this answer adds to a pause already running.
 				ep.obs.addPaused(until.Sub(later(ep.pausedUntil, now)))
 				ep.pausedUntil = until
 			}
 		}
-		if he.Status == http.StatusTooManyRequests && epoch == ep.epoch {
+		if status == http.StatusTooManyRequests && epoch == ep.epoch {
 			ep.epoch++
 			ep.successes = 0
 			if l := max(ep.limit/2, ep.cfg.MinConcurrency); l != ep.limit {

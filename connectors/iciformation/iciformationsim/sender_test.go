@@ -1,11 +1,14 @@
-package iciformation_test
+package iciformationsim_test
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"math/rand/v2"
+	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,19 +16,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
+	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/httpapi"
 )
+
+const testToken = "tok-9f8e7d6c5b4a"
 
 func TestSeedExampleIsTheDocumentedPayload(t *testing.T) {
 	t.Parallel()
 	var m map[string]string
-	require.NoError(t, json.Unmarshal(iciformation.SeedExample(), &m))
+	require.NoError(t, json.Unmarshal(iciformationsim.SeedExample(), &m))
 	require.Len(t, m, 12)
 	require.Equal(t, "après-midi", m["horaire_rappel"])
 
-	b := iciformation.SeedExample()
+	b := iciformationsim.SeedExample()
 	b[0] = 'x'
-	require.Equal(t, byte('{'), iciformation.SeedExample()[0], "each call returns its own copy")
+	require.Equal(t, byte('{'), iciformationsim.SeedExample()[0], "each call returns its own copy")
 }
 
 func TestRandomLead(t *testing.T) {
@@ -46,7 +52,7 @@ func TestRandomLead(t *testing.T) {
 	seen := map[string]int{}
 	noEmail := 0
 	for range 500 {
-		l := iciformation.RandomLead(r)
+		l := iciformationsim.RandomLead(r)
 		require.NotEmpty(t, l.Nom)
 		require.NotEmpty(t, l.Prenom)
 		require.Contains(t, []string{"M.", "Mme"}, l.Civilite)
@@ -87,7 +93,7 @@ func TestRandomLead(t *testing.T) {
 
 	// Same seed, same leads: benchmarks and sandbox runs are reproducible.
 	a, b := rand.New(rand.NewPCG(7, 7)), rand.New(rand.NewPCG(7, 7))
-	require.Equal(t, iciformation.RandomLead(a), iciformation.RandomLead(b))
+	require.Equal(t, iciformationsim.RandomLead(a), iciformationsim.RandomLead(b))
 }
 
 func TestSenderRunPostsUntilCancelled(t *testing.T) {
@@ -95,7 +101,7 @@ func TestSenderRunPostsUntilCancelled(t *testing.T) {
 	auth := httpapi.TokenAuth{Scheme: httpapi.AuthAPIKey, Token: testToken}
 	acc := &recorder{}
 	srv := newServer(t, iciformation.HandlerConfig{Auth: auth}, acc)
-	s := &iciformation.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
+	s := &iciformationsim.Sender{URL: srv.URL, Auth: auth, Client: srv.Client()}
 
 	ctx, cancel := context.WithCancel(t.Context())
 	var ok, failed atomic.Int64
@@ -127,8 +133,43 @@ func TestSenderTransportError(t *testing.T) {
 	srv := newServer(t, iciformation.HandlerConfig{}, &recorder{})
 	url := srv.URL
 	srv.Close()
-	s := &iciformation.Sender{URL: url}
-	status, err := s.SendLead(t.Context(), iciformation.RandomLead(rand.New(rand.NewPCG(1, 1))))
+	s := &iciformationsim.Sender{URL: url}
+	status, err := s.SendLead(t.Context(), iciformationsim.RandomLead(rand.New(rand.NewPCG(1, 1))))
 	require.Error(t, err)
 	require.Zero(t, status)
+}
+
+// recorder is an Acceptor that keeps what it was given.
+type recorder struct {
+	mu    sync.Mutex
+	leads []iciformation.Lead
+	err   error
+}
+
+func (a *recorder) AcceptLead(ctx context.Context, l iciformation.Lead) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("accept lead: %w", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.err != nil {
+		return a.err
+	}
+	a.leads = append(a.leads, l)
+	return nil
+}
+
+func (a *recorder) got() []iciformation.Lead {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]iciformation.Lead(nil), a.leads...)
+}
+
+// newServer starts the real handler on loopback.
+
+func newServer(t *testing.T, cfg iciformation.HandlerConfig, acc iciformation.Acceptor) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(iciformation.NewHandler(cfg, acc))
+	t.Cleanup(srv.Close)
+	return srv
 }

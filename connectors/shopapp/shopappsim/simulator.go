@@ -1,4 +1,4 @@
-package shopapp
+package shopappsim
 
 import (
 	"bytes"
@@ -18,17 +18,19 @@ import (
 	"sync"
 	"time"
 
+	"github.com/passerelle/passerelle/connectors/shopapp"
+
 	"github.com/passerelle/passerelle/internal/httpapi"
 )
 
-// SimConfig configures a Simulator. Zero values take the defaults given.
-type SimConfig struct {
+// Config configures a Sim. Zero values take the defaults given.
+type Config struct {
 	ClientID     string        // default "passerelle"
 	ClientSecret string        // default "sandbox-secret"
 	TokenTTL     time.Duration // default 1h
 	Now          func() time.Time
 	// Catalogue replaces DefaultCatalogue. PriceCents is derived from Price when zero.
-	Catalogue []CatalogueEntry
+	Catalogue []shopapp.CatalogueEntry
 	// InstallDelay, when positive, turns an installing interface active that long after its
 	// creation; zero keeps it installing until AdvanceInstall or SetStatus.
 	InstallDelay time.Duration
@@ -43,14 +45,14 @@ type Fault struct {
 	Route      string        // only this route template; "": every request
 }
 
-// Simulator is an in-memory Shop Application API implementing the whole partner document and its
+// Sim is an in-memory Shop Application API implementing the whole partner document and its
 // rules. It is an http.Handler, safe for concurrent use.
-type Simulator struct {
-	cfg SimConfig
+type Sim struct {
+	cfg Config
 
 	mu        sync.Mutex
 	rng       *rand.Rand // references and keys of interfaces created over HTTP or by Mutate
-	catalogue map[string]CatalogueEntry
+	catalogue map[string]shopapp.CatalogueEntry
 	codes     []string // catalogue order
 	tokens    map[string]time.Time
 	ifaces    map[string]*simIface
@@ -65,8 +67,8 @@ type Simulator struct {
 	url string
 }
 
-// NewSimulator builds a simulator with no interface.
-func NewSimulator(cfg SimConfig) *Simulator {
+// New builds a simulator with no interface.
+func New(cfg Config) *Sim {
 	if cfg.ClientID == "" {
 		cfg.ClientID = "passerelle"
 	}
@@ -84,10 +86,10 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	}
 	var seed [16]byte
 	_, _ = crand.Read(seed[:]) // never fails (Go 1.24+)
-	s := &Simulator{
+	s := &Sim{
 		cfg:       cfg,
 		rng:       rand.New(rand.NewPCG(leUint64(seed[:8]), leUint64(seed[8:]))),
-		catalogue: make(map[string]CatalogueEntry, len(cfg.Catalogue)),
+		catalogue: make(map[string]shopapp.CatalogueEntry, len(cfg.Catalogue)),
 		tokens:    make(map[string]time.Time),
 		ifaces:    make(map[string]*simIface),
 		byGUID:    make(map[string]string),
@@ -96,7 +98,7 @@ func NewSimulator(cfg SimConfig) *Simulator {
 	}
 	for _, e := range cfg.Catalogue {
 		if e.PriceCents == 0 && e.Price != 0 {
-			e.PriceCents, _ = Cents(e.Price)
+			e.PriceCents, _ = shopapp.Cents(e.Price)
 		}
 		if e.Price == 0 && e.PriceCents != 0 {
 			e.Price = float64(e.PriceCents) / 100
@@ -117,9 +119,9 @@ func leUint64(b []byte) uint64 {
 	return v
 }
 
-// StartSimulator serves a new simulator on 127.0.0.1, on a free port.
-func StartSimulator(cfg SimConfig) (*Simulator, error) {
-	s := NewSimulator(cfg)
+// Start serves a new simulator on 127.0.0.1, on a free port.
+func Start(cfg Config) (*Sim, error) {
+	s := New(cfg)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("shopapp simulator: listening: %w", err)
@@ -130,34 +132,34 @@ func StartSimulator(cfg SimConfig) (*Simulator, error) {
 	return s, nil
 }
 
-// URL is the base URL of a started simulator, "" if built with NewSimulator.
-func (s *Simulator) URL() string { return s.url }
+// URL is the base URL of a started simulator, "" if built with New.
+func (s *Sim) URL() string { return s.url }
 
 // Close stops a started simulator, cutting the connections in flight.
-func (s *Simulator) Close() {
+func (s *Sim) Close() {
 	if s.srv != nil {
 		_ = s.srv.Close() // only reports the listener's close error: nothing to do about it
 	}
 }
 
 // ClientID and ClientSecret are the credentials the simulator accepts.
-func (s *Simulator) ClientID() string     { return s.cfg.ClientID }
-func (s *Simulator) ClientSecret() string { return s.cfg.ClientSecret }
+func (s *Sim) ClientID() string     { return s.cfg.ClientID }
+func (s *Sim) ClientSecret() string { return s.cfg.ClientSecret }
 
-func (s *Simulator) now() time.Time { return s.cfg.Now().Truncate(time.Second) }
+func (s *Sim) now() time.Time { return s.cfg.Now().Truncate(time.Second) }
 
 // SetFault makes the next requests fail as f says; a zero Fault clears it.
-func (s *Simulator) SetFault(f Fault) {
+func (s *Sim) SetFault(f Fault) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.fault, s.faultOn = f, f.Status != 0 || f.Delay > 0
 }
 
 // ClearFault stops failing requests.
-func (s *Simulator) ClearFault() { s.SetFault(Fault{}) }
+func (s *Sim) ClearFault() { s.SetFault(Fault{}) }
 
 // ExpireTokens invalidates every token issued: the next call with one of them gets a 401.
-func (s *Simulator) ExpireTokens() {
+func (s *Sim) ExpireTokens() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.tokens)
@@ -165,7 +167,7 @@ func (s *Simulator) ExpireTokens() {
 
 // Calls counts the requests received by route template (RouteUnknown for the others), faulty
 // answers included.
-func (s *Simulator) Calls() map[string]int {
+func (s *Sim) Calls() map[string]int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[string]int, len(s.calls))
@@ -176,7 +178,7 @@ func (s *Simulator) Calls() map[string]int {
 }
 
 // ResetCalls sets every counter of Calls back to zero.
-func (s *Simulator) ResetCalls() {
+func (s *Sim) ResetCalls() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.calls)
@@ -193,7 +195,7 @@ func badRequest(format string, a ...any) *simError {
 }
 
 // ServeHTTP serves the partner API.
-func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	route, params := matchRoute(r.Method, r.URL.EscapedPath())
 
 	s.mu.Lock()
@@ -224,7 +226,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusBadRequest, "requête illisible")
 		return
 	}
-	if route == RouteUnknown {
+	if route == shopapp.RouteUnknown {
 		httpapi.WriteError(w, http.StatusBadRequest, "la route demandée n'est pas référencée")
 		return
 	}
@@ -245,7 +247,7 @@ func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // takeFault returns the fault to apply to this request, counting it down. s.mu is held.
-func (s *Simulator) takeFault(route string) (Fault, bool) {
+func (s *Sim) takeFault(route string) (Fault, bool) {
 	if !s.faultOn || (s.fault.Route != "" && s.fault.Route != route) {
 		return Fault{}, false
 	}
@@ -265,7 +267,7 @@ func matchRoute(method, escapedPath string) (string, []string) {
 	for i, seg := range segs {
 		u, err := url.PathUnescape(seg)
 		if err != nil || u == "" {
-			return RouteUnknown, nil
+			return shopapp.RouteUnknown, nil
 		}
 		segs[i] = u
 	}
@@ -282,8 +284,8 @@ func matchRoute(method, escapedPath string) (string, []string) {
 		params, tmpl[1] = append(params, segs[1]), "{code}"
 	}
 	route := method + " /" + strings.Join(tmpl, "/")
-	if !slices.Contains(Routes(), route) {
-		return RouteUnknown, nil
+	if !slices.Contains(shopapp.Routes(), route) {
+		return shopapp.RouteUnknown, nil
 	}
 	return route, params
 }
@@ -332,9 +334,9 @@ func requestToken(r *http.Request, fields map[string]json.RawMessage) string {
 }
 
 // serve answers an authenticated route. s.mu is held.
-func (s *Simulator) serve(route string, p []string, r *http.Request, body []byte, fields map[string]json.RawMessage) (any, *simError) {
+func (s *Sim) serve(route string, p []string, r *http.Request, body []byte, fields map[string]json.RawMessage) (any, *simError) {
 	now := s.now()
-	if route == RouteToken {
+	if route == shopapp.RouteToken {
 		return s.issueToken(now, param(r, fields, "client_id"), param(r, fields, "client_secret"))
 	}
 	tok := requestToken(r, fields)
@@ -342,16 +344,16 @@ func (s *Simulator) serve(route string, p []string, r *http.Request, body []byte
 		return nil, &simError{status: http.StatusUnauthorized, msg: "jeton manquant, invalide ou expiré"}
 	}
 	switch route {
-	case RouteInterfaces:
+	case shopapp.RouteInterfaces:
 		return append([]string{}, s.keys...), nil
-	case RouteInterface:
+	case shopapp.RouteInterface:
 		i, err := s.lookup(p[0], now)
 		if err != nil {
 			return nil, err
 		}
 		return i.detail(now), nil
-	case RouteCreateInterface:
-		var req CreateRequest
+	case shopapp.RouteCreateInterface:
+		var req shopapp.CreateRequest
 		if err := json.Unmarshal(body, &req); err != nil {
 			return nil, badRequest("paramètres invalides : %v", err)
 		}
@@ -360,23 +362,23 @@ func (s *Simulator) serve(route string, p []string, r *http.Request, body []byte
 			return nil, err
 		}
 		return map[string]string{"sa_key": key}, nil
-	case RouteDeleteInterface:
+	case shopapp.RouteDeleteInterface:
 		return s.deleteInterface(now, p[0])
-	case RouteReactivateInterface:
+	case shopapp.RouteReactivateInterface:
 		return s.reactivate(now, p[0])
-	case RouteInterfacePrestations:
+	case shopapp.RouteInterfacePrestations:
 		i, err := s.lookup(p[0], now)
 		if err != nil {
 			return nil, err
 		}
 		return i.codes(), nil
-	case RouteAddPrestations:
+	case shopapp.RouteAddPrestations:
 		codes, err := orderCodes(body, fields)
 		if err != nil {
 			return nil, err
 		}
 		return s.add(now, p[0], codes)
-	case RouteInterfacePrestation:
+	case shopapp.RouteInterfacePrestation:
 		i, err := s.lookup(p[0], now)
 		if err != nil {
 			return nil, err
@@ -385,16 +387,16 @@ func (s *Simulator) serve(route string, p []string, r *http.Request, body []byte
 		if len(occ) == 0 {
 			return nil, badRequest("prestation %s absente de l'interface", p[1])
 		}
-		out := make([]PrestationOccurrence, len(occ))
+		out := make([]shopapp.PrestationOccurrence, len(occ))
 		for k, o := range occ {
 			out[k] = o.wire()
 		}
 		return out, nil
-	case RouteCancelPrestation:
+	case shopapp.RouteCancelPrestation:
 		return s.cancel(now, p[0], p[1])
-	case RoutePrestations:
+	case shopapp.RoutePrestations:
 		return append([]string{}, s.codes...), nil
-	case RoutePrestation:
+	case shopapp.RoutePrestation:
 		e, ok := s.catalogue[p[0]]
 		if !ok {
 			return nil, badRequest("prestation inconnue : %s", p[0])
@@ -418,7 +420,7 @@ func orderCodes(body []byte, fields map[string]json.RawMessage) ([]string, *simE
 	return codes, nil
 }
 
-func (s *Simulator) issueToken(now time.Time, id, secret string) (any, *simError) {
+func (s *Sim) issueToken(now time.Time, id, secret string) (any, *simError) {
 	okID := subtle.ConstantTimeCompare([]byte(id), []byte(s.cfg.ClientID)) == 1
 	okSecret := subtle.ConstantTimeCompare([]byte(secret), []byte(s.cfg.ClientSecret)) == 1
 	if !okID || !okSecret {
@@ -433,7 +435,7 @@ func (s *Simulator) issueToken(now time.Time, id, secret string) (any, *simError
 	_, _ = crand.Read(b[:])
 	tok := "sim." + hex.EncodeToString(b[:])
 	s.tokens[tok] = now.Add(s.cfg.TokenTTL)
-	return Token{
+	return shopapp.Token{
 		AccessToken: tok,
 		TokenType:   "bearer",
 		ExpiresIn:   int(math.Ceil(s.cfg.TokenTTL.Seconds())),

@@ -1,4 +1,4 @@
-package crm_test
+package crmsim_test
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/crm"
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 )
 
@@ -85,7 +86,7 @@ func TestReceiverMethod(t *testing.T) {
 func TestReceiverFaultCountdown(t *testing.T) {
 	t.Parallel()
 	rcv, secret := startReceiver(t)
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusServiceUnavailable, RetryAfter: "7", Remaining: 2})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, RetryAfter: "7", Remaining: 2})
 	send := func(id string) int {
 		h, err := stdwebhook.Headers(secret, id, time.Now(), []byte("{}"))
 		require.NoError(t, err)
@@ -99,11 +100,11 @@ func TestReceiverFaultCountdown(t *testing.T) {
 	require.Equal(t, map[string]int{"a": 2, "b": 1}, rcv.UniqueIDs())
 	require.Equal(t, 5, rcv.Attempts())
 
-	rcv.SetFault(crm.Fault{Mode: crm.FaultStatus, Status: http.StatusGone})
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
 	for range 3 {
 		require.Equal(t, 410, send("c"))
 	}
-	rcv.SetFault(crm.Fault{})
+	rcv.SetFault(crmsim.Fault{})
 	require.Equal(t, 200, send("c"))
 	require.Len(t, rcv.Deliveries(), 4)
 }
@@ -111,7 +112,8 @@ func TestReceiverFaultCountdown(t *testing.T) {
 func TestReceiverWaitForUnique(t *testing.T) {
 	t.Parallel()
 	rcv, secret := startReceiver(t)
-	c := newClient(t, fastConfig(secret))
+	c, err := crm.New(crm.Config{Secret: secret, Timeout: 2 * time.Second, RetryWaitMin: 5 * time.Millisecond, RetryWaitMax: 20 * time.Millisecond}, nil)
+	require.NoError(t, err)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
 	defer cancel()
@@ -137,15 +139,25 @@ func TestReceiverWaitForUnique(t *testing.T) {
 
 func TestNewReceiverRejectsBadSecret(t *testing.T) {
 	t.Parallel()
-	_, err := crm.StartReceiver("whsec_???")
+	_, err := crmsim.Start("whsec_???")
 	require.ErrorIs(t, err, stdwebhook.ErrInvalidSecret)
 }
 
 func TestFaultModeString(t *testing.T) {
 	t.Parallel()
-	for m, want := range map[crm.FaultMode]string{
-		crm.FaultNone: "none", crm.FaultStatus: "status", crm.FaultSlow: "slow", crm.FaultReset: "reset", 42: "FaultMode(42)",
+	for m, want := range map[crmsim.FaultMode]string{
+		crmsim.FaultNone: "none", crmsim.FaultStatus: "status", crmsim.FaultSlow: "slow", crmsim.FaultReset: "reset", 42: "FaultMode(42)",
 	} {
 		require.Equal(t, want, m.String())
 	}
+}
+
+func startReceiver(t *testing.T) (*crmsim.Receiver, string) {
+	t.Helper()
+	secret, err := stdwebhook.NewSecret()
+	require.NoError(t, err)
+	r, err := crmsim.Start(secret)
+	require.NoError(t, err)
+	t.Cleanup(r.Close)
+	return r, secret
 }

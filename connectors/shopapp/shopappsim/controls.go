@@ -1,22 +1,24 @@
-package shopapp
+package shopappsim
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
+
+	"github.com/passerelle/passerelle/connectors/shopapp"
 )
 
 // Interfaces lists the keys of the simulator's interfaces, in creation order.
-func (s *Simulator) Interfaces() []string {
+func (s *Sim) Interfaces() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return slices.Clone(s.keys)
 }
 
 // SetStatus writes an interface's status directly, with the dates it implies: a deletion request
-// today for StatusDeactivated, a deletion done today for StatusDeleted (unless already set).
-func (s *Simulator) SetStatus(key string, st Status) error {
+// today for shopapp.StatusDeactivated, a deletion done today for StatusDeleted (unless already set).
+func (s *Sim) SetStatus(key string, st shopapp.Status) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -25,17 +27,17 @@ func (s *Simulator) SetStatus(key string, st Status) error {
 		return fmt.Errorf("shopapp simulator: %s", serr.msg)
 	}
 	switch st {
-	case StatusActive:
-		i.status, i.deletion, i.accessCut = StatusActive, time.Time{}, time.Time{}
-	case StatusInstalling:
-		i.status, i.deletion, i.accessCut, i.installAt = StatusInstalling, time.Time{}, time.Time{}, time.Time{}
+	case shopapp.StatusActive:
+		i.status, i.deletion, i.accessCut = shopapp.StatusActive, time.Time{}, time.Time{}
+	case shopapp.StatusInstalling:
+		i.status, i.deletion, i.accessCut, i.installAt = shopapp.StatusInstalling, time.Time{}, time.Time{}, time.Time{}
 		if s.cfg.InstallDelay > 0 {
 			i.installAt = now.Add(s.cfg.InstallDelay)
 		}
-	case StatusDeactivated:
+	case shopapp.StatusDeactivated:
 		i.requestDeletion(now)
-	case StatusDeleted:
-		i.status = StatusDeleted
+	case shopapp.StatusDeleted:
+		i.status = shopapp.StatusDeleted
 		if i.deletion.IsZero() || i.deletion.After(now) {
 			i.deletion = now
 		}
@@ -49,24 +51,24 @@ func (s *Simulator) SetStatus(key string, st Status) error {
 }
 
 // AdvanceInstall ends the installation of an installing interface, which becomes active.
-func (s *Simulator) AdvanceInstall(key string) error {
+func (s *Sim) AdvanceInstall(key string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, serr := s.lookup(key, s.now())
 	if serr != nil {
 		return fmt.Errorf("shopapp simulator: %s", serr.msg)
 	}
-	if i.status != StatusInstalling {
+	if i.status != shopapp.StatusInstalling {
 		return fmt.Errorf("shopapp simulator: interface %s is %s, not installing", key, i.status)
 	}
-	i.status = StatusActive
+	i.status = shopapp.StatusActive
 	return nil
 }
 
 // Seed creates n interfaces in varied states over the last three years, by direct writes: about
 // 70 % active, 8 % installing, 12 % deactivated, 10 % deleted, some with options added later and
 // prestations cancelled. The same r gives the same interfaces.
-func (s *Simulator) Seed(n int, r *rand.Rand) {
+func (s *Sim) Seed(n int, r *rand.Rand) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -82,7 +84,7 @@ func (s *Simulator) Seed(n int, r *rand.Rand) {
 			age = time.Duration(r.Int64N(int64(48 * time.Hour))) // still installing: recent
 		}
 		created := now.Add(-age).Truncate(time.Second)
-		i := s.insert(r, created, CreateRequest{
+		i := s.insert(r, created, shopapp.CreateRequest{
 			GUID: s.newGUID(r), Prestations: order, Client: randomCustomer(r),
 		})
 		i.installAt = time.Time{}
@@ -93,7 +95,7 @@ func (s *Simulator) Seed(n int, r *rand.Rand) {
 		}
 		switch {
 		case p < 70:
-			i.status = StatusActive
+			i.status = shopapp.StatusActive
 		case p < 78:
 			if s.cfg.InstallDelay > 0 {
 				i.installAt = created.Add(s.cfg.InstallDelay)
@@ -106,9 +108,9 @@ func (s *Simulator) Seed(n int, r *rand.Rand) {
 			i.requestDeletion(between(r, from, now))
 		default:
 			i.requestDeletion(between(r, created, now.Add(-91*24*time.Hour)))
-			i.status = StatusDeleted
+			i.status = shopapp.StatusDeleted
 		}
-		if i.status != StatusInstalling && r.IntN(7) == 0 {
+		if i.status != shopapp.StatusInstalling && r.IntN(7) == 0 {
 			if o := randomActiveOption(r, i); o != nil {
 				o.cancelled = between(r, o.created, now)
 			}
@@ -118,7 +120,7 @@ func (s *Simulator) Seed(n int, r *rand.Rand) {
 
 // Mutate applies one random realistic change, for the sandbox: a new order, an installation
 // done, a deletion requested, a reactivation, a deletion done, an option added or cancelled.
-func (s *Simulator) Mutate(r *rand.Rand) {
+func (s *Sim) Mutate(r *rand.Rand) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.now()
@@ -126,7 +128,7 @@ func (s *Simulator) Mutate(r *rand.Rand) {
 		p := r.IntN(100)
 		if p < 20 || len(s.keys) == 0 {
 			if order := s.randomOrder(r); order != nil {
-				i := s.insert(r, now, CreateRequest{GUID: s.newGUID(r), Prestations: order, Client: randomCustomer(r)})
+				i := s.insert(r, now, shopapp.CreateRequest{GUID: s.newGUID(r), Prestations: order, Client: randomCustomer(r)})
 				if s.cfg.InstallDelay > 0 {
 					i.installAt = now.Add(s.cfg.InstallDelay)
 				}
@@ -135,34 +137,34 @@ func (s *Simulator) Mutate(r *rand.Rand) {
 		}
 		switch {
 		case p < 35:
-			if i := s.pick(r, now, StatusInstalling); i != nil {
-				i.status = StatusActive
+			if i := s.pick(r, now, shopapp.StatusInstalling); i != nil {
+				i.status = shopapp.StatusActive
 				return
 			}
 		case p < 45:
-			if i := s.pick(r, now, StatusActive); i != nil {
+			if i := s.pick(r, now, shopapp.StatusActive); i != nil {
 				i.requestDeletion(now)
 				return
 			}
 		case p < 50:
-			if i := s.pick(r, now, StatusDeactivated); i != nil {
-				i.status, i.deletion, i.accessCut = StatusActive, time.Time{}, time.Time{}
+			if i := s.pick(r, now, shopapp.StatusDeactivated); i != nil {
+				i.status, i.deletion, i.accessCut = shopapp.StatusActive, time.Time{}, time.Time{}
 				return
 			}
 		case p < 55:
-			if i := s.pick(r, now, StatusDeactivated); i != nil {
-				i.status, i.deletion = StatusDeleted, now
+			if i := s.pick(r, now, shopapp.StatusDeactivated); i != nil {
+				i.status, i.deletion = shopapp.StatusDeleted, now
 				return
 			}
 		case p < 80:
-			if i := s.pick(r, now, StatusActive); i != nil {
+			if i := s.pick(r, now, shopapp.StatusActive); i != nil {
 				if code := s.randomAddition(r, i); code != "" {
 					s.appendOcc(r, i, code, now)
 					return
 				}
 			}
 		default:
-			if i := s.pick(r, now, StatusActive); i != nil {
+			if i := s.pick(r, now, shopapp.StatusActive); i != nil {
 				if o := randomActiveOption(r, i); o != nil {
 					o.cancelled = now
 					return
@@ -173,7 +175,7 @@ func (s *Simulator) Mutate(r *rand.Rand) {
 }
 
 // pick draws interfaces until one has the status wanted; nil after a few misses. s.mu is held.
-func (s *Simulator) pick(r *rand.Rand, now time.Time, st Status) *simIface {
+func (s *Sim) pick(r *rand.Rand, now time.Time, st shopapp.Status) *simIface {
 	for range 64 {
 		i := s.ifaces[s.keys[r.IntN(len(s.keys))]]
 		i.settle(now)
@@ -186,10 +188,10 @@ func (s *Simulator) pick(r *rand.Rand, now time.Time, st Status) *simIface {
 
 // randomOrder draws a valid creation order: a setup, one of its subscriptions, maybe options.
 // s.mu is held.
-func (s *Simulator) randomOrder(r *rand.Rand) []string {
+func (s *Sim) randomOrder(r *rand.Rand) []string {
 	var setups []string
 	for _, c := range s.codes {
-		if IsSetup(c) {
+		if shopapp.IsSetup(c) {
 			setups = append(setups, c)
 		}
 	}
@@ -217,12 +219,12 @@ func (s *Simulator) randomOrder(r *rand.Rand) []string {
 }
 
 // isOption: neither a setup nor the subscription of one.
-func (s *Simulator) isOption(code string) bool {
-	if IsSetup(code) {
+func (s *Sim) isOption(code string) bool {
+	if shopapp.IsSetup(code) {
 		return false
 	}
 	for _, c := range s.codes {
-		if IsSetup(c) && slices.Contains(s.catalogue[c].Associated, code) {
+		if shopapp.IsSetup(c) && slices.Contains(s.catalogue[c].Associated, code) {
 			return false
 		}
 	}
@@ -230,7 +232,7 @@ func (s *Simulator) isOption(code string) bool {
 }
 
 // randomAddition draws an option the interface can take, "" if none. s.mu is held.
-func (s *Simulator) randomAddition(r *rand.Rand, i *simIface) string {
+func (s *Sim) randomAddition(r *rand.Rand, i *simIface) string {
 	var ok []string
 	for _, c := range s.codes {
 		if s.isOption(c) && s.checkOrder([]string{c}, false, i) == nil {
@@ -243,7 +245,7 @@ func (s *Simulator) randomAddition(r *rand.Rand, i *simIface) string {
 	return ok[r.IntN(len(ok))]
 }
 
-func (s *Simulator) appendOcc(r *rand.Rand, i *simIface, code string, at time.Time) {
+func (s *Sim) appendOcc(r *rand.Rand, i *simIface, code string, at time.Time) {
 	o := &simOcc{code: code, ref: s.newRef(r), created: at}
 	if needsForm(code) {
 		o.formURL = "https://formulaire.shop-application.io/module/" + o.ref
@@ -251,7 +253,7 @@ func (s *Simulator) appendOcc(r *rand.Rand, i *simIface, code string, at time.Ti
 	i.occurrence = append(i.occurrence, o)
 }
 
-func (s *Simulator) newGUID(r *rand.Rand) string {
+func (s *Sim) newGUID(r *rand.Rand) string {
 	for {
 		g := fmt.Sprintf("crm-%016x", r.Uint64())
 		if _, taken := s.byGUID[g]; !taken {
@@ -264,7 +266,7 @@ func (s *Simulator) newGUID(r *rand.Rand) string {
 func randomActiveOption(r *rand.Rand, i *simIface) *simOcc {
 	var ok []*simOcc
 	for _, o := range i.occurrence {
-		if o.cancelled.IsZero() && !IsSetup(o.code) {
+		if o.cancelled.IsZero() && !shopapp.IsSetup(o.code) {
 			ok = append(ok, o)
 		}
 	}
@@ -282,7 +284,7 @@ func between(r *rand.Rand, from, to time.Time) time.Time {
 	return from.Add(time.Duration(r.Int64N(int64(to.Sub(from)) + 1))).Truncate(time.Second)
 }
 
-func randomCustomer(r *rand.Rand) Customer {
+func randomCustomer(r *rand.Rand) shopapp.Customer {
 	first := []string{"Camille", "Léa", "Hugo", "Chloé", "Louis", "Inès", "Jules", "Manon", "Arthur", "Zoé"}
 	last := []string{"Martin", "Bernard", "Dubois", "Thomas", "Robert", "Richard", "Petit", "Durand", "Lefèvre", "Moreau"}
 	shops := []string{"Boutique", "Atelier", "Maison", "Comptoir", "Galerie", "Épicerie fine"}
@@ -291,7 +293,7 @@ func randomCustomer(r *rand.Rand) Customer {
 		{"Bordeaux", "33000"}, {"Lille", "59000"}, {"Saint-Denis", "97400"}, {"Rennes", "35000"},
 	}
 	f, l, t := first[r.IntN(len(first))], last[r.IntN(len(last))], towns[r.IntN(len(towns))]
-	return Customer{
+	return shopapp.Customer{
 		LastName: l, FirstName: f,
 		Company:    shops[r.IntN(len(shops))] + " " + l,
 		Address:    fmt.Sprintf("%d rue de la République", 1+r.IntN(120)),

@@ -1,4 +1,7 @@
-package iciformation
+// Package iciformationsim plays Ici Formation: a Sender that posts leads to passerelle's webhook
+// the way the partner does, and realistic random leads. The tests and `passerelle sandbox` use
+// it; the daemon never imports it.
+package iciformationsim
 
 import (
 	"bytes"
@@ -11,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/internal/httpapi"
 )
 
@@ -52,7 +56,7 @@ func (s *Sender) Send(ctx context.Context, body []byte) (status int, respBody []
 }
 
 // SendLead posts l with the field names of the partner's document (Raw is not sent).
-func (s *Sender) SendLead(ctx context.Context, l Lead) (int, error) {
+func (s *Sender) SendLead(ctx context.Context, l iciformation.Lead) (int, error) {
 	body, err := json.Marshal(l)
 	if err != nil {
 		return 0, fmt.Errorf("iciformation: encode lead: %w", err)
@@ -109,12 +113,12 @@ func SeedExample() []byte {
 
 // RandomLead makes a plausible lead with the mess real deliveries show: phones in every format
 // seen, a lost leading zero, overseas numbers, mixed-case emails, now and then no email.
-func RandomLead(r *rand.Rand) Lead {
+func RandomLead(r *rand.Rand) iciformation.Lead {
 	p := pick(r, prenoms)
 	civ, prenom := p[0], p[1]
 	nom := pick(r, noms)
 	c := pick(r, villes)
-	l := Lead{
+	l := iciformation.Lead{
 		Nom:           nom,
 		Prenom:        prenom,
 		Civilite:      civ,

@@ -1,4 +1,7 @@
-package crm
+// Package crmsim simulates a CRM webhook endpoint: a Receiver that verifies Standard Webhooks
+// signatures, records what it accepts, and misbehaves on demand (statuses, Retry-After, slowness,
+// resets). The tests and `passerelle sandbox` deliver to it; the daemon never imports it.
+package crmsim
 
 import (
 	"context"
@@ -95,23 +98,23 @@ type Receiver struct {
 	served chan struct{}
 }
 
-// NewReceiver returns a Receiver to mount on a server of one's own; StartReceiver also listens.
-func NewReceiver(secret string) (*Receiver, error) {
+// NewReceiver returns a Receiver to mount on a server of one's own; Start also listens.
+func New(secret string) (*Receiver, error) {
 	if err := stdwebhook.CheckSecret(secret); err != nil {
-		return nil, fmt.Errorf("crm: receiver: %w", err)
+		return nil, fmt.Errorf("crmsim: %w", err)
 	}
 	return &Receiver{secret: secret, unique: map[string]int{}, changed: make(chan struct{})}, nil
 }
 
 // StartReceiver starts a Receiver on a loopback port; any path of URL() reaches it.
-func StartReceiver(secret string) (*Receiver, error) {
-	r, err := NewReceiver(secret)
+func Start(secret string) (*Receiver, error) {
+	r, err := New(secret)
 	if err != nil {
 		return nil, err
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return nil, fmt.Errorf("crm: receiver: listen: %w", err)
+		return nil, fmt.Errorf("crmsim: listen: %w", err)
 	}
 	r.srv = &http.Server{Handler: r, ReadHeaderTimeout: 10 * time.Second}
 	r.url = "http://" + ln.Addr().String()
@@ -123,7 +126,7 @@ func StartReceiver(secret string) (*Receiver, error) {
 	return r, nil
 }
 
-// URL is the Receiver's base URL, empty unless started by StartReceiver.
+// URL is the Receiver's base URL, empty unless started by Start.
 func (r *Receiver) URL() string { return r.url }
 
 // Close stops a started Receiver and drops its connections.
@@ -308,7 +311,7 @@ func (r *Receiver) WaitForUnique(ctx context.Context, n int) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("crm: receiver: %d unique deliveries of %d: %w", got, n, ctx.Err())
+			return fmt.Errorf("crmsim: %d unique deliveries of %d: %w", got, n, ctx.Err())
 		case <-changed:
 		}
 	}

@@ -1,19 +1,17 @@
-package shopapp
+package shopappsim
 
-import "strings"
+import (
+	"strings"
 
-// IsSetup reports whether code is a setup prestation, IN-…-S: an order creating an interface
-// holds exactly one, an order adding to one holds none.
-func IsSetup(code string) bool {
-	return len(code) >= len("IN-x-S") && strings.HasPrefix(code, "IN-") && strings.HasSuffix(code, "-S")
-}
+	"github.com/passerelle/passerelle/connectors/shopapp"
+)
 
-// DefaultCatalogue is the simulator's catalogue when SimConfig.Catalogue is empty: setups, the
+// DefaultCatalogue is the simulator's catalogue when Config.Catalogue is empty: setups, the
 // subscriptions they go with, and options, with realistic prices before tax.
-func DefaultCatalogue() []CatalogueEntry {
+func DefaultCatalogue() []shopapp.CatalogueEntry {
 	shop := []string{"IN-BTQZ-AMM", "IN-BTQZ-AMA"}
 	vitrine := []string{"IN-VITZ-AMM", "IN-VITZ-AMA"}
-	entries := []CatalogueEntry{
+	entries := []shopapp.CatalogueEntry{
 		{Code: "IN-BTQST-S", Name: "Installation boutique en ligne Standard", Price: 490,
 			ShortDescription: "Mise en place d'une boutique en ligne connectée à Cegid.",
 			LongDescription:  "<p>Installation de la boutique, reprise du catalogue Cegid et paramétrage des moyens de paiement.</p>",
@@ -69,7 +67,7 @@ func DefaultCatalogue() []CatalogueEntry {
 			LongDescription:  "<p>Audit initial puis rapport mensuel de positionnement.</p>"},
 	}
 	for i := range entries {
-		entries[i].PriceCents, _ = Cents(entries[i].Price)
+		entries[i].PriceCents, _ = shopapp.Cents(entries[i].Price)
 	}
 	return entries
 }
@@ -77,5 +75,5 @@ func DefaultCatalogue() []CatalogueEntry {
 // needsForm tells which prestations come with a project form to fill in (url_formulaire): the
 // setups, while the interface is installing, and the e-commerce module added to a site.
 func needsForm(code string) bool {
-	return IsSetup(code) || strings.Contains(code, "ECOMMERCE")
+	return shopapp.IsSetup(code) || strings.Contains(code, "ECOMMERCE")
 }

@@ -1,4 +1,4 @@
-package shopapp
+package shopappsim
 
 import (
 	"encoding/hex"
@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/passerelle/passerelle/connectors/shopapp"
 
 	"github.com/google/uuid"
 
@@ -15,12 +17,12 @@ import (
 // simIface is one interface of the simulator.
 type simIface struct {
 	key, guid  string
-	status     Status
+	status     shopapp.Status
 	created    time.Time
 	installAt  time.Time // installing becomes active then; zero: only by AdvanceInstall
 	deletion   time.Time // date_suppression, once requested
 	accessCut  time.Time // access cut, the 1st of the month after the request
-	customer   Customer
+	customer   shopapp.Customer
 	subdomain  string
 	occurrence []*simOcc
 }
@@ -34,24 +36,24 @@ type simOcc struct {
 
 // settle applies what time did since the last look: installation done, deletion due.
 func (i *simIface) settle(now time.Time) {
-	if i.status == StatusInstalling && !i.installAt.IsZero() && !now.Before(i.installAt) {
-		i.status = StatusActive
+	if i.status == shopapp.StatusInstalling && !i.installAt.IsZero() && !now.Before(i.installAt) {
+		i.status = shopapp.StatusActive
 	}
-	if i.status == StatusDeactivated && !now.Before(i.deletion) {
-		i.status = StatusDeleted
+	if i.status == shopapp.StatusDeactivated && !now.Before(i.deletion) {
+		i.status = shopapp.StatusDeleted
 	}
 }
 
-func (i *simIface) detail(now time.Time) InterfaceDetail {
-	d := InterfaceDetail{Created: frtime.Time{Time: i.created}, Status: i.status}
+func (i *simIface) detail(now time.Time) shopapp.InterfaceDetail {
+	d := shopapp.InterfaceDetail{Created: frtime.Time{Time: i.created}, Status: i.status}
 	site := "https://" + i.subdomain + ".shop-application.io"
 	switch {
-	case i.status == StatusInstalling:
+	case i.status == shopapp.StatusInstalling:
 		d.FormURL = "https://formulaire.shop-application.io/projet/" + i.key
-	case i.status == StatusActive, i.status == StatusDeactivated && now.Before(i.accessCut):
+	case i.status == shopapp.StatusActive, i.status == shopapp.StatusDeactivated && now.Before(i.accessCut):
 		d.URL, d.AdminURL = site, site+"/superadmin/"
 	}
-	if i.status == StatusDeactivated || i.status == StatusDeleted {
+	if i.status == shopapp.StatusDeactivated || i.status == shopapp.StatusDeleted {
 		d.DeletionDate = frtime.Time{Time: i.deletion}
 	}
 	return d
@@ -98,19 +100,19 @@ func (i *simIface) has(codes []string) bool {
 	return false
 }
 
-func (o *simOcc) wire() PrestationOccurrence {
-	return PrestationOccurrence{
+func (o *simOcc) wire() shopapp.PrestationOccurrence {
+	return shopapp.PrestationOccurrence{
 		Code: o.code, Created: frtime.Time{Time: o.created}, Cancelled: !o.cancelled.IsZero(),
 		CancelledAt: frtime.Time{Time: o.cancelled}, Reference: o.ref, FormURL: o.formURL,
 	}
 }
 
-func (o *simOcc) added() AddedPrestation {
-	return AddedPrestation{Code: o.code, Reference: o.ref, FormURL: o.formURL}
+func (o *simOcc) added() shopapp.AddedPrestation {
+	return shopapp.AddedPrestation{Code: o.code, Reference: o.ref, FormURL: o.formURL}
 }
 
 // lookup finds an interface and settles it. s.mu is held.
-func (s *Simulator) lookup(key string, now time.Time) (*simIface, *simError) {
+func (s *Sim) lookup(key string, now time.Time) (*simIface, *simError) {
 	i, ok := s.ifaces[key]
 	if !ok {
 		return nil, badRequest("interface inconnue : %s", key)
@@ -122,7 +124,7 @@ func (s *Simulator) lookup(key string, now time.Time) (*simIface, *simError) {
 // checkOrder applies the document's rules to the codes of an order: all known; exactly one setup
 // when creating, none when adding; a prestation with associated ones needs one of them in the
 // order or, when adding, active on the interface i.
-func (s *Simulator) checkOrder(codes []string, creating bool, i *simIface) *simError {
+func (s *Sim) checkOrder(codes []string, creating bool, i *simIface) *simError {
 	if len(codes) == 0 {
 		return badRequest("aucune prestation commandée")
 	}
@@ -131,7 +133,7 @@ func (s *Simulator) checkOrder(codes []string, creating bool, i *simIface) *simE
 		if _, ok := s.catalogue[c]; !ok {
 			return badRequest("prestation inconnue : %s", c)
 		}
-		if IsSetup(c) {
+		if shopapp.IsSetup(c) {
 			setups++
 			if !creating {
 				return badRequest("la prestation de setup %s ne peut pas être ajoutée à une interface existante", c)
@@ -155,7 +157,7 @@ func (s *Simulator) checkOrder(codes []string, creating bool, i *simIface) *simE
 }
 
 // create handles POST /interfaces. s.mu is held.
-func (s *Simulator) create(now time.Time, req CreateRequest) (string, *simError) {
+func (s *Sim) create(now time.Time, req shopapp.CreateRequest) (string, *simError) {
 	if req.GUID == "" {
 		return "", badRequest("le paramètre guid est requis")
 	}
@@ -170,11 +172,11 @@ func (s *Simulator) create(now time.Time, req CreateRequest) (string, *simError)
 }
 
 // insert adds an installing interface for a valid order. s.mu is held.
-func (s *Simulator) insert(r *rand.Rand, now time.Time, req CreateRequest) *simIface {
+func (s *Sim) insert(r *rand.Rand, now time.Time, req shopapp.CreateRequest) *simIface {
 	i := &simIface{
 		key:       s.newKey(r),
 		guid:      req.GUID,
-		status:    StatusInstalling,
+		status:    shopapp.StatusInstalling,
 		created:   now,
 		customer:  req.Client,
 		subdomain: subdomain(req),
@@ -195,18 +197,18 @@ func (s *Simulator) insert(r *rand.Rand, now time.Time, req CreateRequest) *simI
 }
 
 // add handles POST /interfaces/{cle}/prestations. s.mu is held.
-func (s *Simulator) add(now time.Time, key string, codes []string) ([]AddedPrestation, *simError) {
+func (s *Sim) add(now time.Time, key string, codes []string) ([]shopapp.AddedPrestation, *simError) {
 	i, err := s.lookup(key, now)
 	if err != nil {
 		return nil, err
 	}
-	if i.status != StatusActive && i.status != StatusInstalling {
+	if i.status != shopapp.StatusActive && i.status != shopapp.StatusInstalling {
 		return nil, badRequest("l'interface est %s : aucune prestation ne peut y être ajoutée", statusFR(i.status))
 	}
 	if err := s.checkOrder(codes, false, i); err != nil {
 		return nil, err
 	}
-	out := make([]AddedPrestation, 0, len(codes))
+	out := make([]shopapp.AddedPrestation, 0, len(codes))
 	for _, c := range codes {
 		o := &simOcc{code: c, ref: s.newRef(s.rng), created: now}
 		if needsForm(c) {
@@ -220,19 +222,19 @@ func (s *Simulator) add(now time.Time, key string, codes []string) ([]AddedPrest
 
 // cancel handles DELETE /interfaces/{cle}/prestations/{code}: every active occurrence of a code,
 // or the one of a reference_unique. Those already cancelled are not listed again. s.mu is held.
-func (s *Simulator) cancel(now time.Time, key, codeOrRef string) ([]AddedPrestation, *simError) {
+func (s *Sim) cancel(now time.Time, key, codeOrRef string) ([]shopapp.AddedPrestation, *simError) {
 	i, err := s.lookup(key, now)
 	if err != nil {
 		return nil, err
 	}
-	if i.status == StatusDeleted {
+	if i.status == shopapp.StatusDeleted {
 		return nil, badRequest("l'interface est supprimée")
 	}
 	occ := i.find(codeOrRef)
 	if len(occ) == 0 {
 		return nil, badRequest("prestation %s absente de l'interface", codeOrRef)
 	}
-	out := []AddedPrestation{}
+	out := []shopapp.AddedPrestation{}
 	for _, o := range occ {
 		if o.cancelled.IsZero() {
 			o.cancelled = now
@@ -243,15 +245,15 @@ func (s *Simulator) cancel(now time.Time, key, codeOrRef string) ([]AddedPrestat
 }
 
 // deleteInterface handles DELETE /interfaces/{cle}. s.mu is held.
-func (s *Simulator) deleteInterface(now time.Time, key string) (map[string]frtime.Time, *simError) {
+func (s *Sim) deleteInterface(now time.Time, key string) (map[string]frtime.Time, *simError) {
 	i, err := s.lookup(key, now)
 	if err != nil {
 		return nil, err
 	}
 	switch i.status {
-	case StatusDeleted:
+	case shopapp.StatusDeleted:
 		return nil, badRequest("l'interface est déjà supprimée")
-	case StatusActive, StatusInstalling:
+	case shopapp.StatusActive, shopapp.StatusInstalling:
 		i.requestDeletion(now)
 	}
 	return map[string]frtime.Time{"date_suppression": {Time: i.deletion}}, nil
@@ -261,43 +263,43 @@ func (s *Simulator) deleteInterface(now time.Time, key string) (map[string]frtim
 // cut at midnight on the 1st of the next month.
 func (i *simIface) requestDeletion(now time.Time) {
 	p := now.In(frtime.Paris())
-	i.status = StatusDeactivated
+	i.status = shopapp.StatusDeactivated
 	i.deletion = p.AddDate(0, 0, 90)
 	i.accessCut = time.Date(p.Year(), p.Month()+1, 1, 0, 0, 0, 0, frtime.Paris())
 }
 
 // reactivate handles POST /interfaces/{cle}. s.mu is held.
-func (s *Simulator) reactivate(now time.Time, key string) (map[string]frtime.Time, *simError) {
+func (s *Sim) reactivate(now time.Time, key string) (map[string]frtime.Time, *simError) {
 	i, err := s.lookup(key, now)
 	if err != nil {
 		return nil, err
 	}
 	switch i.status {
-	case StatusDeactivated:
-		i.status, i.deletion, i.accessCut = StatusActive, time.Time{}, time.Time{}
+	case shopapp.StatusDeactivated:
+		i.status, i.deletion, i.accessCut = shopapp.StatusActive, time.Time{}, time.Time{}
 		return map[string]frtime.Time{"date_reactivation": {Time: now}}, nil
-	case StatusDeleted:
+	case shopapp.StatusDeleted:
 		return nil, badRequest("l'interface a été définitivement supprimée")
 	}
 	return nil, badRequest("aucune demande de suppression n'a été enregistrée pour cette interface")
 }
 
-func statusFR(st Status) string {
+func statusFR(st shopapp.Status) string {
 	switch st {
-	case StatusDeleted:
+	case shopapp.StatusDeleted:
 		return "supprimée"
-	case StatusActive:
+	case shopapp.StatusActive:
 		return "active"
-	case StatusDeactivated:
+	case shopapp.StatusDeactivated:
 		return "désactivée"
-	case StatusInstalling:
+	case shopapp.StatusInstalling:
 		return "en cours d'installation"
 	}
 	return "dans un statut inconnu"
 }
 
 // newKey draws a UUID v4 from r, so that Seed is reproducible. s.mu is held.
-func (s *Simulator) newKey(r *rand.Rand) string {
+func (s *Sim) newKey(r *rand.Rand) string {
 	for {
 		var b [16]byte
 		for k := range b {
@@ -314,7 +316,7 @@ func (s *Simulator) newKey(r *rand.Rand) string {
 
 // newRef draws a reference_unique, 13 hex digits like the document's (PHP uniqid), unique in the
 // simulator. s.mu is held.
-func (s *Simulator) newRef(r *rand.Rand) string {
+func (s *Sim) newRef(r *rand.Rand) string {
 	for {
 		var b [7]byte
 		for k := range b {
@@ -329,7 +331,7 @@ func (s *Simulator) newRef(r *rand.Rand) string {
 }
 
 // subdomain is sous_domaine, else the company or the name, made a DNS label.
-func subdomain(req CreateRequest) string {
+func subdomain(req shopapp.CreateRequest) string {
 	for _, v := range []string{req.Subdomain, req.Client.Company, req.Client.LastName} {
 		if l := dnsLabel(v); l != "" {
 			return l
@@ -381,27 +383,27 @@ func unaccent(r rune) rune {
 	return r
 }
 
-// SimInterface is the simulator's whole state of one interface, for tests.
-type SimInterface struct {
+// Interface is the simulator's whole state of one interface, for tests.
+type Interface struct {
 	Key, GUID    string
-	Status       Status
+	Status       shopapp.Status
 	Created      time.Time
 	DeletionDate time.Time // zero unless deletion was requested
 	AccessCut    time.Time // zero unless deletion was requested
-	Customer     Customer
+	Customer     shopapp.Customer
 	Subdomain    string
-	Prestations  []PrestationOccurrence
+	Prestations  []shopapp.PrestationOccurrence
 }
 
 // Interface returns the state of an interface, settled at the simulator's current time.
-func (s *Simulator) Interface(key string) (SimInterface, bool) {
+func (s *Sim) Interface(key string) (Interface, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i, err := s.lookup(key, s.now())
 	if err != nil {
-		return SimInterface{}, false
+		return Interface{}, false
 	}
-	out := SimInterface{
+	out := Interface{
 		Key: i.key, GUID: i.guid, Status: i.status, Created: i.created, DeletionDate: i.deletion,
 		AccessCut: i.accessCut, Customer: i.customer, Subdomain: i.subdomain,
 	}
