@@ -758,6 +758,116 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
+// ruleTestFile is the part of a promtool unit-test file the coverage check reads.
+type ruleTestFile struct {
+	RuleFiles []string `yaml:"rule_files"`
+	Tests     []struct {
+		Name        string `yaml:"name"`
+		InputSeries []struct {
+			Series string `yaml:"series"`
+			Values string `yaml:"values"`
+		} `yaml:"input_series"`
+		AlertRuleTest []struct {
+			EvalTime  string `yaml:"eval_time"`
+			Alertname string `yaml:"alertname"`
+			ExpAlerts []any  `yaml:"exp_alerts"`
+		} `yaml:"alert_rule_test"`
+	} `yaml:"tests"`
+}
+
+// freshPrefix names the test groups that model a freshly started, idle daemon.
+const freshPrefix = "fresh daemon:"
+
+// zeroValues matches a promtool values expression that stays at 0 (or has no sample yet).
+var zeroValues = regexp.MustCompile(`^\s*((0|_)(x\d+)?|0[+-]0x\d+)(\s+((0|_)(x\d+)?|0[+-]0x\d+))*\s*$`)
+
+// TestAlertRuleTestsCoverEveryAlert holds the unit tests to what issue 16 asked of them: every
+// alert has a test where it fires, and a silent check later than its for: in a "fresh daemon: …"
+// group whose input holds every metric the alert reads (silence on absent series proves nothing)
+// with every counter at 0. promtool itself (TestPromtoolRulesAndConfig) runs them.
+func TestAlertRuleTestsCoverEveryAlert(t *testing.T) {
+	var rf ruleFile
+	readYAML(t, rulesPath, &rf)
+	var tf ruleTestFile
+	readYAML(t, rulesTestPath, &tf)
+	if want := filepath.Join("..", "rules", filepath.Base(rulesPath)); !slices.Contains(tf.RuleFiles, want) {
+		t.Errorf("%s: rule_files %v does not hold %s", rulesTestPath, tf.RuleFiles, want)
+	}
+
+	fires := map[string]bool{}
+	silentAfter := map[string]time.Duration{}    // alert → latest silent check in a fresh group
+	freshMetrics := map[string]map[string]bool{} // alert → metrics of the fresh group checking it
+	freshGroups := 0
+	for _, g := range tf.Tests {
+		fresh := strings.HasPrefix(g.Name, freshPrefix)
+		metrics := map[string]bool{}
+		if fresh {
+			freshGroups++
+			for _, in := range g.InputSeries {
+				name, _, _ := strings.Cut(in.Series, "{")
+				name = strings.TrimSpace(name)
+				metrics[name] = true
+				if strings.HasSuffix(name, "_total") && !zeroValues.MatchString(in.Values) {
+					t.Errorf("test %q: counter %s is %q: a fresh daemon's counters are 0", g.Name, in.Series, in.Values)
+				}
+			}
+		}
+		for _, a := range g.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				fires[a.Alertname] = true
+				continue
+			}
+			if !fresh {
+				continue
+			}
+			at, err := time.ParseDuration(a.EvalTime)
+			if err != nil {
+				t.Errorf("test %q: eval_time %q: %v", g.Name, a.EvalTime, err)
+				continue
+			}
+			if at > silentAfter[a.Alertname] {
+				silentAfter[a.Alertname] = at
+				freshMetrics[a.Alertname] = metrics
+			}
+		}
+	}
+	if freshGroups == 0 {
+		t.Fatalf("%s: no test group named %q…", rulesTestPath, freshPrefix)
+	}
+
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			if !fires[r.Alert] {
+				t.Errorf("alert %s: no unit test where it fires (exp_alerts not empty)", r.Alert)
+			}
+			var forDur time.Duration
+			if r.For != "" {
+				var err error
+				if forDur, err = time.ParseDuration(r.For); err != nil {
+					t.Errorf("alert %s: for %q: %v", r.Alert, r.For, err)
+				}
+			}
+			if at, ok := silentAfter[r.Alert]; !ok || at <= forDur {
+				t.Errorf("alert %s: no silent check after %v (its for:) in a %q group (latest: %v)", r.Alert, forDur, freshPrefix, at)
+				continue
+			}
+			use, err := parseUse(r.Expr)
+			if err != nil {
+				t.Errorf("alert %s: %v", r.Alert, err)
+				continue
+			}
+			for name := range use.matchers {
+				if !freshMetrics[r.Alert][name] {
+					t.Errorf("alert %s reads %s, which its %q group does not feed: its silence proves nothing", r.Alert, name, freshPrefix)
+				}
+			}
+		}
+	}
+}
+
 // --- promtool ---
 
 func promtool(t *testing.T) string {
