@@ -1231,3 +1231,55 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("Dockerfile USER %v: want a non-root user", user)
 	}
 }
+
+// TestComposeFile checks what docker compose config would not: only the webhook port is
+// published to all, the admin port stays on the compose network, the monitoring UIs are on
+// loopback, images are pinned, and the stop grace period outlasts the graceful shutdown.
+func TestComposeFile(t *testing.T) {
+	var compose struct {
+		Services map[string]struct {
+			Image           string   `yaml:"image"`
+			Ports           []string `yaml:"ports"`
+			Expose          []string `yaml:"expose"`
+			StopGracePeriod string   `yaml:"stop_grace_period"`
+		} `yaml:"services"`
+	}
+	readYAML(t, composePath, &compose)
+	p := compose.Services["passerelle"]
+	if !slices.Equal(p.Ports, []string{"8080:8080"}) {
+		t.Errorf("passerelle publishes %v, want only 8080:8080 (9090 holds the admin API)", p.Ports)
+	}
+	if !slices.Contains(p.Expose, "9090") {
+		t.Errorf("passerelle exposes %v, want 9090 on the compose network for Prometheus", p.Expose)
+	}
+	if grace, err := time.ParseDuration(p.StopGracePeriod); err != nil || grace <= 30*time.Second {
+		t.Errorf("passerelle stop_grace_period %q: want more than PASSERELLE_SHUTDOWN_TIMEOUT (30s)", p.StopGracePeriod)
+	}
+	for name, s := range compose.Services {
+		if name != "passerelle" {
+			for _, port := range s.Ports {
+				if !strings.HasPrefix(port, "127.0.0.1:") {
+					t.Errorf("%s publishes %s beyond loopback", name, port)
+				}
+			}
+		}
+		if _, tag, ok := strings.Cut(s.Image, ":"); !ok || tag == "latest" || tag == "" {
+			t.Errorf("%s image %q: pin a tag", name, s.Image)
+		}
+	}
+}
+
+// TestComposeEngine runs docker compose's own check where an engine answers; this machine has
+// the Docker CLI and no engine, so there it skips and the YAML tests stand alone.
+func TestComposeEngine(t *testing.T) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("no docker CLI: compose.yaml is checked as YAML only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ctx, docker, "info").Run(); err != nil {
+		t.Skipf("docker info: %v: no engine, compose.yaml is checked as YAML only", err)
+	}
+	runTool(t, docker, "compose", "-f", composePath, "config", "--quiet")
+}
