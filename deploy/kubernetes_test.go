@@ -609,25 +609,27 @@ func TestKubernetesSchemas(t *testing.T) {
 	}
 	for _, dir := range []string{k8sBase, k8sScaleOut} {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			objs, _ := render(t, dir)
+			_, rendered := render(t, dir)
 			out := t.TempDir()
 			n := 0
-			for _, o := range objs {
-				if strings.HasPrefix(str(o, "apiVersion"), "monitoring.coreos.com/") {
-					continue
+			// The documents as kustomize wrote them: re-encoding could change a value (yaml.v3
+			// folds long base64 strings).
+			for _, b := range regexp.MustCompile(`(?m)^---[ \t]*\n`).Split(string(rendered), -1) {
+				var o obj
+				if err := yaml.Unmarshal([]byte(b), &o); err != nil {
+					t.Fatalf("rendered %s: %v", dir, err)
 				}
-				b, err := yaml.Marshal(o)
-				if err != nil {
-					t.Fatal(err)
+				if o == nil || strings.HasPrefix(str(o, "apiVersion"), "monitoring.coreos.com/") {
+					continue
 				}
 				n++
 				name := fmt.Sprintf("%02d-%s-%s.yaml", n, strings.ToLower(str(o, "kind")), str(o, "metadata", "name"))
-				if err := os.WriteFile(filepath.Join(out, name), b, 0o644); err != nil {
+				if err := os.WriteFile(filepath.Join(out, name), []byte(b), 0o644); err != nil {
 					t.Fatal(err)
 				}
 			}
-			if n < 7 {
-				t.Fatalf("%d native objects rendered, want at least 7", n)
+			if n < 6 {
+				t.Fatalf("%d native objects rendered, want at least 6", n)
 			}
 			runTool(t, tool, "--version", kubeVersion, out)
 		})
