@@ -2,10 +2,13 @@
 // every metric a Grafana panel or an alert queries must be registered somewhere in the Go sources
 // (with the labels it filters or groups on), every expression must parse (promtool), the alerts
 // must behave as their unit tests say (promtool test rules), and every PASSERELLE_* variable the
-// files set must be one the daemon reads.
+// files set must be one the daemon reads. Every alert has a unit test where it fires and one where
+// a freshly started daemon keeps it silent. kubernetes_test.go renders and checks the Kubernetes
+// manifests.
 //
 // promtool comes with the prometheus Debian package (apt-get install prometheus). Without it the
-// promtool checks are skipped, except under CI=true where they fail.
+// promtool checks are skipped, except under CI=true where they fail; the same holds for kustomize
+// and kubectl-validate, which make test installs in bin/.
 package deploy_test
 
 import (

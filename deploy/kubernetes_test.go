@@ -317,7 +317,6 @@ type daemon struct {
 
 // checkDaemon runs the checks both the base and the overlay must pass, and returns what they read.
 func checkDaemon(t *testing.T, dir string) daemon {
-	t.Helper()
 	objs, _ := render(t, dir)
 	d := daemon{objs: objs, ports: map[string]int{}, volumes: map[string]obj{}, mounts: map[string]string{},
 		fileEnv: map[string]string{}, secret: map[string][]byte{}, shutdownTO: 30 * time.Second}
