@@ -17,7 +17,7 @@ run:
 	$(GO) run ./cmd/passerelle sandbox
 
 ## test: the whole suite (race detector on), then each fuzz target briefly
-test: test-go fuzz
+test: k8s-tools test-go fuzz
 
 test-go:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -50,10 +50,31 @@ build:
 config-table:
 	@$(GO) run ./cmd/passerelle config-table
 
-tools: $(BIN)/staticcheck
+tools: $(BIN)/staticcheck $(BIN)/kustomize $(BIN)/kubectl-validate
 
 $(BIN)/staticcheck:
 	GOBIN=$(BIN) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
 clean:
 	rm -rf $(BIN) data
+
+# Kubernetes manifests (deploy/kubernetes): rendered by kustomize, validated offline by
+# kubectl-validate, whose Kubernetes API schemas are built in. kubeconform would download its
+# schemas, and neither CI nor the developers' machines reach the network. make test installs both
+# tools first: go test ./deploy/ uses them (and fails without them under CI=true).
+KUSTOMIZE_VERSION        := v5.7.1
+KUBECTL_VALIDATE_VERSION := v0.0.4
+
+.PHONY: kubeconform k8s-tools
+
+## kubeconform: render deploy/kubernetes (base and scale-out) and validate them against the Kubernetes schemas (the tools are required: CI=true)
+kubeconform: k8s-tools
+	CI=true $(GO) test -count=1 -run '^(TestKubernetes|TestPrometheusRuleMatchesRules)' ./deploy/
+
+k8s-tools: $(BIN)/kustomize $(BIN)/kubectl-validate
+
+$(BIN)/kustomize:
+	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
+
+$(BIN)/kubectl-validate:
+	GOBIN=$(BIN) $(GO) install sigs.k8s.io/kubectl-validate@$(KUBECTL_VALIDATE_VERSION)

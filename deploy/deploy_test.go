@@ -2,10 +2,13 @@
 // every metric a Grafana panel or an alert queries must be registered somewhere in the Go sources
 // (with the labels it filters or groups on), every expression must parse (promtool), the alerts
 // must behave as their unit tests say (promtool test rules), and every PASSERELLE_* variable the
-// files set must be one the daemon reads.
+// files set must be one the daemon reads. Every alert has a unit test where it fires and one where
+// a freshly started daemon keeps it silent. kubernetes_test.go renders and checks the Kubernetes
+// manifests.
 //
 // promtool comes with the prometheus Debian package (apt-get install prometheus). Without it the
-// promtool checks are skipped, except under CI=true where they fail.
+// promtool checks are skipped, except under CI=true where they fail; the same holds for kustomize
+// and kubectl-validate, which make test installs in bin/.
 package deploy_test
 
 import (
@@ -758,6 +761,116 @@ func TestAlertRules(t *testing.T) {
 	}
 }
 
+// ruleTestFile is the part of a promtool unit-test file the coverage check reads.
+type ruleTestFile struct {
+	RuleFiles []string `yaml:"rule_files"`
+	Tests     []struct {
+		Name        string `yaml:"name"`
+		InputSeries []struct {
+			Series string `yaml:"series"`
+			Values string `yaml:"values"`
+		} `yaml:"input_series"`
+		AlertRuleTest []struct {
+			EvalTime  string `yaml:"eval_time"`
+			Alertname string `yaml:"alertname"`
+			ExpAlerts []any  `yaml:"exp_alerts"`
+		} `yaml:"alert_rule_test"`
+	} `yaml:"tests"`
+}
+
+// freshPrefix names the test groups that model a freshly started, idle daemon.
+const freshPrefix = "fresh daemon:"
+
+// zeroValues matches a promtool values expression that stays at 0 (or has no sample yet).
+var zeroValues = regexp.MustCompile(`^\s*((0|_)(x\d+)?|0[+-]0x\d+)(\s+((0|_)(x\d+)?|0[+-]0x\d+))*\s*$`)
+
+// TestAlertRuleTestsCoverEveryAlert holds the unit tests to what issue 16 asked of them: every
+// alert has a test where it fires, and a silent check later than its for: in a "fresh daemon: …"
+// group whose input holds every metric the alert reads (silence on absent series proves nothing)
+// with every counter at 0. promtool itself (TestPromtoolRulesAndConfig) runs them.
+func TestAlertRuleTestsCoverEveryAlert(t *testing.T) {
+	var rf ruleFile
+	readYAML(t, rulesPath, &rf)
+	var tf ruleTestFile
+	readYAML(t, rulesTestPath, &tf)
+	if want := filepath.Join("..", "rules", filepath.Base(rulesPath)); !slices.Contains(tf.RuleFiles, want) {
+		t.Errorf("%s: rule_files %v does not hold %s", rulesTestPath, tf.RuleFiles, want)
+	}
+
+	fires := map[string]bool{}
+	silentAfter := map[string]time.Duration{}    // alert → latest silent check in a fresh group
+	freshMetrics := map[string]map[string]bool{} // alert → metrics of the fresh group checking it
+	freshGroups := 0
+	for _, g := range tf.Tests {
+		fresh := strings.HasPrefix(g.Name, freshPrefix)
+		metrics := map[string]bool{}
+		if fresh {
+			freshGroups++
+			for _, in := range g.InputSeries {
+				name, _, _ := strings.Cut(in.Series, "{")
+				name = strings.TrimSpace(name)
+				metrics[name] = true
+				if strings.HasSuffix(name, "_total") && !zeroValues.MatchString(in.Values) {
+					t.Errorf("test %q: counter %s is %q: a fresh daemon's counters are 0", g.Name, in.Series, in.Values)
+				}
+			}
+		}
+		for _, a := range g.AlertRuleTest {
+			if len(a.ExpAlerts) > 0 {
+				fires[a.Alertname] = true
+				continue
+			}
+			if !fresh {
+				continue
+			}
+			at, err := time.ParseDuration(a.EvalTime)
+			if err != nil {
+				t.Errorf("test %q: eval_time %q: %v", g.Name, a.EvalTime, err)
+				continue
+			}
+			if at > silentAfter[a.Alertname] {
+				silentAfter[a.Alertname] = at
+				freshMetrics[a.Alertname] = metrics
+			}
+		}
+	}
+	if freshGroups == 0 {
+		t.Fatalf("%s: no test group named %q…", rulesTestPath, freshPrefix)
+	}
+
+	for _, g := range rf.Groups {
+		for _, r := range g.Rules {
+			if r.Alert == "" {
+				continue
+			}
+			if !fires[r.Alert] {
+				t.Errorf("alert %s: no unit test where it fires (exp_alerts not empty)", r.Alert)
+			}
+			var forDur time.Duration
+			if r.For != "" {
+				var err error
+				if forDur, err = time.ParseDuration(r.For); err != nil {
+					t.Errorf("alert %s: for %q: %v", r.Alert, r.For, err)
+				}
+			}
+			if at, ok := silentAfter[r.Alert]; !ok || at <= forDur {
+				t.Errorf("alert %s: no silent check after %v (its for:) in a %q group (latest: %v)", r.Alert, forDur, freshPrefix, at)
+				continue
+			}
+			use, err := parseUse(r.Expr)
+			if err != nil {
+				t.Errorf("alert %s: %v", r.Alert, err)
+				continue
+			}
+			for name := range use.matchers {
+				if !freshMetrics[r.Alert][name] {
+					t.Errorf("alert %s reads %s, which its %q group does not feed: its silence proves nothing", r.Alert, name, freshPrefix)
+				}
+			}
+		}
+	}
+}
+
 // --- promtool ---
 
 func promtool(t *testing.T) string {
@@ -1120,4 +1233,56 @@ func TestDockerfile(t *testing.T) {
 	if user == nil || strings.HasPrefix(user[1], "root") || strings.HasPrefix(user[1], "0") {
 		t.Errorf("Dockerfile USER %v: want a non-root user", user)
 	}
+}
+
+// TestComposeFile checks what docker compose config would not: only the webhook port is
+// published to all, the admin port stays on the compose network, the monitoring UIs are on
+// loopback, images are pinned, and the stop grace period outlasts the graceful shutdown.
+func TestComposeFile(t *testing.T) {
+	var compose struct {
+		Services map[string]struct {
+			Image           string   `yaml:"image"`
+			Ports           []string `yaml:"ports"`
+			Expose          []string `yaml:"expose"`
+			StopGracePeriod string   `yaml:"stop_grace_period"`
+		} `yaml:"services"`
+	}
+	readYAML(t, composePath, &compose)
+	p := compose.Services["passerelle"]
+	if !slices.Equal(p.Ports, []string{"8080:8080"}) {
+		t.Errorf("passerelle publishes %v, want only 8080:8080 (9090 holds the admin API)", p.Ports)
+	}
+	if !slices.Contains(p.Expose, "9090") {
+		t.Errorf("passerelle exposes %v, want 9090 on the compose network for Prometheus", p.Expose)
+	}
+	if grace, err := time.ParseDuration(p.StopGracePeriod); err != nil || grace <= 30*time.Second {
+		t.Errorf("passerelle stop_grace_period %q: want more than PASSERELLE_SHUTDOWN_TIMEOUT (30s)", p.StopGracePeriod)
+	}
+	for name, s := range compose.Services {
+		if name != "passerelle" {
+			for _, port := range s.Ports {
+				if !strings.HasPrefix(port, "127.0.0.1:") {
+					t.Errorf("%s publishes %s beyond loopback", name, port)
+				}
+			}
+		}
+		if _, tag, ok := strings.Cut(s.Image, ":"); !ok || tag == "latest" || tag == "" {
+			t.Errorf("%s image %q: pin a tag", name, s.Image)
+		}
+	}
+}
+
+// TestComposeEngine runs docker compose's own check where an engine answers; this machine has
+// the Docker CLI and no engine, so there it skips and the YAML tests stand alone.
+func TestComposeEngine(t *testing.T) {
+	docker, err := exec.LookPath("docker")
+	if err != nil {
+		t.Skip("no docker CLI: compose.yaml is checked as YAML only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := exec.CommandContext(ctx, docker, "info").Run(); err != nil {
+		t.Skipf("docker info: %v: no engine, compose.yaml is checked as YAML only", err)
+	}
+	runTool(t, docker, "compose", "-f", composePath, "config", "--quiet")
 }
