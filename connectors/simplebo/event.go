@@ -158,8 +158,9 @@ func eventFromFields(f map[string]string) (Event, error) {
 }
 
 func parseDate(s string) (time.Time, error) {
-	// MySQL-backed senders write an unset date as zeros.
-	if s == "" || s == "0000-00-00" {
+	// The partner's document shows an unset date as nil; MySQL-backed senders write zeros.
+	switch s {
+	case "", "nil", "null", "0000-00-00":
 		return time.Time{}, nil
 	}
 	return time.Parse(DateLayout, s)
