@@ -10,6 +10,7 @@ import (
 	"mime/multipart"
 	"net/http"
 	"sort"
+	"strconv"
 	"time"
 
 	"github.com/passerelle/passerelle/connectors/simplebo"
@@ -185,7 +186,7 @@ func EventsFor(clientID string, start time.Time, codes ...simplebo.EventCode) []
 		}
 		ev := cur
 		ev.Type = c
-		ev.TypeRaw = fmt.Sprint(int(c))
+		ev.TypeRaw = strconv.Itoa(int(c))
 		out = append(out, ev)
 	}
 	return out

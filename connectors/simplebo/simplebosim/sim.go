@@ -39,16 +39,16 @@ type Sim struct {
 	mu        sync.Mutex
 	leads     []string // client ids in the order first received
 	customers []string
-	clients   map[string]*Client
+	clients   map[string]*Record
 	requests  map[string]int // by path, every request counted
 	fails     []fault
 	rejects   []string
 	slow      time.Duration
 }
 
-// Client is what the simulator holds for one client_id: the data first received (a repeat
+// Record is what the simulator holds for one client_id: the data first received (a repeat
 // changes nothing) and which calls it went through.
-type Client struct {
+type Record struct {
 	Customer    simplebo.Customer
 	Partner     string
 	Lead        bool
@@ -79,7 +79,7 @@ func Start(cfg SimConfig) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simplebosim: listen: %w", err)
 	}
-	s := &Sim{cfg: cfg, ln: ln, clients: map[string]*Client{}, requests: map[string]int{}}
+	s := &Sim{cfg: cfg, ln: ln, clients: map[string]*Record{}, requests: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/leads", s.serveAPI)
 	mux.HandleFunc("/v1/customers", s.serveAPI)
@@ -157,12 +157,12 @@ func (s *Sim) list(ids func(*Sim) []string) []simplebo.Customer {
 }
 
 // Client returns what the simulator holds for a client id.
-func (s *Sim) Client(id string) (Client, bool) {
+func (s *Sim) Client(id string) (Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, ok := s.clients[id]
 	if !ok {
-		return Client{}, false
+		return Record{}, false
 	}
 	return *c, true
 }
@@ -265,7 +265,7 @@ func (s *Sim) record(path, contentType, partner string, cu simplebo.Customer) {
 	defer s.mu.Unlock()
 	c, ok := s.clients[cu.ClientID]
 	if !ok {
-		c = &Client{Customer: cu, Partner: partner, ContentType: contentType}
+		c = &Record{Customer: cu, Partner: partner, ContentType: contentType}
 		s.clients[cu.ClientID] = c
 	}
 	switch path {
