@@ -24,11 +24,7 @@ const (
 	opActivate = "activate"
 )
 
-var (
-	outcomes       = []httpclient.Outcome{httpclient.Delivered, httpclient.Retry, httpclient.Gone, httpclient.Permanent}
-	webhookCodes   = []int{200, 400, 401, 404, 405, 413, 415, 503}
-	eventTypeOther = "other"
-)
+const eventTypeOther = "other"
 
 // NewMetrics registers the Simplébo metrics on reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
@@ -51,6 +47,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"event_type"}),
 	}
 	reg.MustRegister(m.calls, m.invalidSIRET, m.webhook, m.events)
+	outcomes := []httpclient.Outcome{httpclient.Delivered, httpclient.Retry, httpclient.Gone, httpclient.Permanent}
+	webhookCodes := []int{200, 400, 401, 404, 405, 413, 415, 503}
 	for _, op := range []string{opMockup, opActivate} {
 		m.invalidSIRET.WithLabelValues(op)
 		for _, o := range outcomes {

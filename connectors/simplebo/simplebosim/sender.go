@@ -153,7 +153,9 @@ const (
 
 // DefaultChain is a client's usual life: lead created, service activated, billing started,
 // contract ended.
-var DefaultChain = []simplebo.EventCode{simplebo.LeadCreated, simplebo.ServiceActivated, simplebo.BillingStarted, simplebo.ContractEnded}
+func DefaultChain() []simplebo.EventCode {
+	return []simplebo.EventCode{simplebo.LeadCreated, simplebo.ServiceActivated, simplebo.BillingStarted, simplebo.ContractEnded}
+}
 
 // EventsFor is the webhooks Simplébo sends through a client's life, in order, starting with a
 // lead created on start (a date; its time of day is dropped): codes default to DefaultChain,
@@ -162,7 +164,7 @@ var DefaultChain = []simplebo.EventCode{simplebo.LeadCreated, simplebo.ServiceAc
 // the contract ends after twelve paid months, a switch to free comes six months into billing.
 func EventsFor(clientID string, start time.Time, codes ...simplebo.EventCode) []simplebo.Event {
 	if len(codes) == 0 {
-		codes = DefaultChain
+		codes = DefaultChain()
 	}
 	lead := time.Date(start.Year(), start.Month(), start.Day(), 0, 0, 0, 0, time.UTC)
 	service := lead.AddDate(0, 0, daysToService)

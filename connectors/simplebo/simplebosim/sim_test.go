@@ -159,7 +159,7 @@ func TestEventsFor(t *testing.T) {
 		require.Equal(t, "g-1", ev.Client.ClientID)
 		require.Equal(t, day("2026-01-05"), ev.LeadCreationDate)
 	}
-	require.Equal(t, simplebosim.DefaultChain, codes)
+	require.Equal(t, simplebosim.DefaultChain(), codes)
 	require.True(t, evs[0].ServiceStartingDate.IsZero())
 	require.Equal(t, day("2026-01-19"), evs[1].ServiceStartingDate)
 	require.True(t, evs[1].BillingStartingDate.IsZero())
