@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,8 +39,12 @@ type Config struct {
 
 	NATS NATS `env:", prefix=NATS_"`
 
+	AllowUnknownEnv bool `env:"ALLOW_UNKNOWN_ENV, default=false" desc:"accept PASSERELLE_* variables the daemon does not know; by default each is a start-up error naming the nearest known one"`
+
 	// parts are the modules' own sections, as loaded with the core.
 	parts []Part
+	// sources says where each set variable came from: "environment" or "file <path>".
+	sources map[string]string
 }
 
 // Section is one module's part of the configuration: a pointer to a struct whose env tags name
@@ -89,12 +94,16 @@ func Load(ctx context.Context, parts ...Part) (Config, error) {
 // lines), resolving <NAME>_FILE. Each part's Section must be a pointer to a zero struct: it is
 // filled, validated, and kept in the Config for Get.
 func LoadFrom(ctx context.Context, environ []string, parts ...Part) (Config, error) {
-	env, err := resolveFiles(environ)
+	vars := Vars(parts...)
+	if err := checkUnknown(environ, vars); err != nil {
+		return Config{}, err
+	}
+	env, sources, err := resolveFiles(environ)
 	if err != nil {
 		return Config{}, err
 	}
 	// Parse each set variable on its own first, so an error names the variable, not a Go field.
-	for _, v := range Vars(parts...) {
+	for _, v := range vars {
 		if raw, ok := env[v.Name]; ok {
 			if err := v.check(ctx, raw); err != nil {
 				return Config{}, err
@@ -113,31 +122,103 @@ func LoadFrom(ctx context.Context, environ []string, parts ...Part) (Config, err
 		}
 		errs = append(errs, p.Section.Validate())
 	}
-	c.parts = parts
+	if c.StoreDSN != "" && !strings.HasPrefix(c.StoreDSN, "postgres://") && !strings.HasPrefix(c.StoreDSN, "postgresql://") {
+		scheme, _, _ := strings.Cut(c.StoreDSN, "://")
+		if scheme == c.StoreDSN {
+			scheme = "(no scheme)"
+		}
+		errs = append(errs, fmt.Errorf("%sSTORE_DSN: scheme %s is not supported: want postgres://… (or leave it empty for SQLite under PASSERELLE_DATA_DIR)", Prefix, scheme))
+	}
+	c.parts, c.sources = parts, sources
 	return c, errors.Join(errs...)
 }
 
-func resolveFiles(environ []string) (map[string]string, error) {
+// checkUnknown refuses PASSERELLE_* variables that nothing reads (a typo would be silently
+// ignored), naming the nearest known one, unless PASSERELLE_ALLOW_UNKNOWN_ENV is true.
+// PASSERELLE_TEST_* belong to the test suite.
+func checkUnknown(environ []string, vars []Var) error {
+	known := make(map[string]bool, 2*len(vars))
+	for _, v := range vars {
+		known[v.Name], known[v.Name+"_FILE"] = true, true
+	}
+	var unknown []string
+	for _, kv := range environ {
+		k, v, _ := strings.Cut(kv, "=")
+		if k == Prefix+"ALLOW_UNKNOWN_ENV" && (v == "true" || v == "1") {
+			return nil
+		}
+		if strings.HasPrefix(k, Prefix) && !known[k] && !strings.HasPrefix(k, Prefix+"TEST_") {
+			unknown = append(unknown, k)
+		}
+	}
+	slices.Sort(unknown)
+	var errs []error
+	for _, k := range slices.Compact(unknown) {
+		errs = append(errs, fmt.Errorf("%s: unknown variable, did you mean %s? (PASSERELLE_ALLOW_UNKNOWN_ENV=true accepts unknown variables)", k, nearest(k, vars)))
+	}
+	return errors.Join(errs...)
+}
+
+// nearest is the known variable closest to name by edit distance.
+func nearest(name string, vars []Var) string {
+	best, bestD := "", -1
+	for _, v := range vars {
+		if d := editDistance(name, v.Name); bestD < 0 || d < bestD {
+			best, bestD = v.Name, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+func resolveFiles(environ []string) (map[string]string, map[string]string, error) {
 	env := make(map[string]string, len(environ))
+	sources := map[string]string{}
 	for _, kv := range environ {
 		k, v, _ := strings.Cut(kv, "=")
 		env[k] = v
-	}
-	for k, path := range env {
-		name, ok := strings.CutSuffix(k, "_FILE")
-		if !ok || !strings.HasPrefix(k, Prefix) {
-			continue
+		if strings.HasPrefix(k, Prefix) {
+			sources[k] = "environment"
 		}
+	}
+	var files []string
+	for k := range env {
+		if strings.HasPrefix(k, Prefix) && strings.HasSuffix(k, "_FILE") {
+			files = append(files, k)
+		}
+	}
+	for _, k := range files {
+		name, path := strings.TrimSuffix(k, "_FILE"), env[k]
 		if _, both := env[name]; both {
-			return nil, fmt.Errorf("%s and %s are both set: use one", name, k)
+			return nil, nil, fmt.Errorf("%s and %s are both set: use one", name, k)
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", k, err)
+			return nil, nil, fmt.Errorf("%s: %w", k, err)
 		}
 		env[name] = strings.TrimRight(string(b), "\r\n")
+		sources[name] = "file " + path
 	}
-	return env, nil
+	return env, sources, nil
 }
 
 // Errors collects a section's validation errors, each naming its variable.
@@ -251,6 +332,21 @@ func Vars(parts ...Part) []Var {
 	for i, p := range parts {
 		part = i
 		walk(reflect.TypeOf(p.Section).Elem(), "", nil)
+	}
+	return out
+}
+
+// Explain lists every variable with its value (secrets masked) and where the value came from:
+// "default", "environment" or "file <path>".
+func (c Config) Explain() [][3]string {
+	eff := c.Effective()
+	out := make([][3]string, len(eff))
+	for i, kv := range eff {
+		src, ok := c.sources[kv[0]]
+		if !ok {
+			src = "default"
+		}
+		out[i] = [3]string{kv[0], kv[1], src}
 	}
 	return out
 }

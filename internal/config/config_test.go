@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,5 +90,75 @@ func TestErrorsJoin(t *testing.T) {
 	errs.Add("X", "bad %d", 1)
 	if err := errs.Err(); err == nil || !errors.Is(err, errs[0]) || err.Error() != "PASSERELLE_X: bad 1" {
 		t.Errorf("Err() = %v", err)
+	}
+}
+
+func TestUnknownVariablesAreRefused(t *testing.T) {
+	part := Part{Name: "test", Section: &testSection{}}
+	_, err := LoadFrom(context.Background(), []string{"PASSERELLE_HTTP_PORT=8081", "PASSERELLE_TEST_EVRY=1m", "OTHER=x"}, part)
+	if err == nil {
+		t.Fatal("unknown variables accepted")
+	}
+	for _, want := range []string{
+		"PASSERELLE_HTTP_PORT: unknown variable, did you mean PASSERELLE_HTTP_ADDR?",
+		"PASSERELLE_ALLOW_UNKNOWN_ENV=true",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	// PASSERELLE_TEST_* are the test suite's; the escape hatch accepts anything.
+	for _, env := range [][]string{
+		{"PASSERELLE_TEST_NATS_URL=nats://x"},
+		{"PASSERELLE_HTTP_PORT=8081", "PASSERELLE_ALLOW_UNKNOWN_ENV=true"},
+		{"PASSERELLE_LOG_LEVEL=warn"},
+	} {
+		if _, err := LoadFrom(context.Background(), env); err != nil {
+			t.Errorf("%v: %v", env, err)
+		}
+	}
+}
+
+func TestStoreDSNScheme(t *testing.T) {
+	for dsn, ok := range map[string]bool{
+		"":                             true,
+		"postgres://u@127.0.0.1/db":    true,
+		"postgresql://u@127.0.0.1/db":  true,
+		"mysql://u@127.0.0.1/db":       false,
+		"host=127.0.0.1 user=postgres": false,
+		"/var/lib/passerelle.db":       false,
+	} {
+		_, err := LoadFrom(context.Background(), []string{"PASSERELLE_STORE_DSN=" + dsn})
+		if (err == nil) != ok {
+			t.Errorf("STORE_DSN %q: error %v, want ok=%v", dsn, err, ok)
+		}
+		if err != nil && strings.Contains(err.Error(), "u@127") {
+			t.Errorf("the error quotes the DSN: %v", err)
+		}
+	}
+}
+
+func TestExplainSaysWhereEachValueComesFrom(t *testing.T) {
+	dir := t.TempDir()
+	path := dir + "/token"
+	if err := os.WriteFile(path, []byte("tok\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := LoadFrom(context.Background(), []string{"PASSERELLE_LOG_LEVEL=debug", "PASSERELLE_ADMIN_TOKEN_FILE=" + path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string][3]string{}
+	for _, l := range c.Explain() {
+		got[l[0]] = l
+	}
+	for name, want := range map[string][3]string{
+		"PASSERELLE_LOG_LEVEL":   {"PASSERELLE_LOG_LEVEL", "debug", "environment"},
+		"PASSERELLE_ADMIN_TOKEN": {"PASSERELLE_ADMIN_TOKEN", "****", "file " + path},
+		"PASSERELLE_HTTP_ADDR":   {"PASSERELLE_HTTP_ADDR", ":8080", "default"},
+	} {
+		if got[name] != want {
+			t.Errorf("%s: %v, want %v", name, got[name], want)
+		}
 	}
 }

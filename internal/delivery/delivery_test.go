@@ -74,11 +74,14 @@ func TestRateNeverExceeded(t *testing.T) {
 		at = append(at, a.at)
 	}
 	slices.SortFunc(at, func(a, b time.Time) int { return a.Compare(b) })
-	// In any one-second window starting at an arrival: at most the rate plus the burst of 1.
+	// In any one-second window starting at an arrival: at most the rate plus the burst of 1. The
+	// window is shortened by 100 ms of slack for arrival jitter (a request delayed on its way
+	// lands close to the next one; measured under -race on 2 busy cores); a rate twice too high
+	// would still put 36 arrivals in it.
 	for i := range at {
 		in := 0
 		for _, b := range at[i:] {
-			if b.Sub(at[i]) < time.Second {
+			if b.Sub(at[i]) < 900*time.Millisecond {
 				in++
 			}
 		}
