@@ -403,4 +403,3 @@ func (p *MemProcessed) Mark(_ context.Context, key string) error {
 	p.keys[key] = true
 	return nil
 }
-
