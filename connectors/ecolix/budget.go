@@ -9,10 +9,14 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// slackDiv sets the budget's safety margin: calls are spaced window/n plus 1/slackDiv of it, so
-// that network and scheduling jitter (a call delayed more on its way than the one n calls later)
-// cannot put n+1 arrivals inside one window at the server. 2% of a minute is 1.2 s.
-const slackDiv = 50
+// The budget's safety margin: n calls are spread over the window plus a slack, so that network
+// and scheduling jitter (a call delayed more on its way than the one n calls later) cannot put
+// n+1 arrivals inside one window at the server. The slack is 2% of the window (1.2 s of a
+// minute), and never under minSlack, since jitter does not shrink with the window.
+const (
+	slackDiv = 50
+	minSlack = 100 * time.Millisecond
+)
 
 // Budget is the one allowance of calls to Ecolix, shared by every resource and the import: a
 // token bucket of capacity 1 refilled at n per window, so no burst ever passes the contractual
@@ -37,7 +41,7 @@ func NewBudgetWindow(n int, window time.Duration) *Budget {
 	if window <= 0 {
 		window = time.Minute
 	}
-	interval := (window + window/slackDiv) / time.Duration(n)
+	interval := (window + max(window/slackDiv, minSlack)) / time.Duration(n)
 	return &Budget{lim: rate.NewLimiter(rate.Every(interval), 1), interval: interval}
 }
 
