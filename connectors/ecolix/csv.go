@@ -43,15 +43,17 @@ func ParseCSV(data []byte) ([]Record, error) {
 		return nil, &LineError{Line: 1, Err: err}
 	}
 	var out []Record
+	line := 1
 	for {
 		row, err := r.Read()
 		if errors.Is(err, io.EOF) {
 			return out, nil
 		}
-		line, _ := r.FieldPos(0)
 		if err != nil {
-			return nil, csvError(err, line)
+			// encoding/csv's errors carry their line; FieldPos is only valid after a good read.
+			return nil, csvError(err, line+1)
 		}
+		line, _ = r.FieldPos(0)
 		rec, err := header.record(row)
 		if err != nil {
 			return nil, &LineError{Line: line, Err: err}
