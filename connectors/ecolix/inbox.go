@@ -159,6 +159,8 @@ func (in *Inbox) Scan(ctx context.Context, process ProcessFunc) (ScanReport, err
 		}
 		if outcome != "" {
 			in.m.file(outcome)
+			// Moved away: a file dropped later under the same name is a new sighting.
+			delete(in.sizes, r.fi.Name)
 		}
 		if err != nil {
 			errs = append(errs, err)
