@@ -49,19 +49,23 @@ type Config struct {
 	// and 5s. A Retry-After longer than RetryWaitMax ends the call at once with a retryable
 	// error carrying it, the budget staying paused for everyone.
 	RetryWaitMin, RetryWaitMax time.Duration
+	// PullConcurrency is how many pages of one Pull may be asked for at once, each under the
+	// budget; default 2 (one answer being read while the next call waits for its token).
+	PullConcurrency int
 	// Metrics, nil for none.
 	Metrics *Metrics
 }
 
 // Client calls the Ecolix API under a shared Budget. It is safe for concurrent use.
 type Client struct {
-	base    *url.URL
-	key     string
-	perPage int
-	waitMax time.Duration
-	budget  *Budget
-	hc      *retryablehttp.Client
-	m       *Metrics
+	base     *url.URL
+	key      string
+	perPage  int
+	waitMax  time.Duration
+	pullConc int
+	budget   *Budget
+	hc       *retryablehttp.Client
+	m        *Metrics
 }
 
 // New checks cfg and builds a client whose every HTTP attempt takes a token from budget; hm
@@ -95,16 +99,20 @@ func New(cfg Config, budget *Budget, hm *httpclient.Metrics) (*Client, error) {
 	if cfg.RetryWaitMax <= 0 {
 		cfg.RetryWaitMax = 5 * time.Second
 	}
+	if cfg.PullConcurrency <= 0 {
+		cfg.PullConcurrency = 2
+	}
 	if cfg.RetryWaitMin > cfg.RetryWaitMax {
 		return nil, fmt.Errorf("ecolix: RetryWaitMin %s above RetryWaitMax %s", cfg.RetryWaitMin, cfg.RetryWaitMax)
 	}
 	c := &Client{
-		base:    base,
-		key:     cfg.APIKey,
-		perPage: cfg.PerPage,
-		waitMax: cfg.RetryWaitMax,
-		budget:  budget,
-		m:       cfg.Metrics,
+		base:     base,
+		key:      cfg.APIKey,
+		perPage:  cfg.PerPage,
+		waitMax:  cfg.RetryWaitMax,
+		pullConc: cfg.PullConcurrency,
+		budget:   budget,
+		m:        cfg.Metrics,
 	}
 	c.hc = httpclient.New(httpclient.Config{
 		Connector:     connector,
@@ -182,7 +190,22 @@ func (c *Client) ImportClient(ctx context.Context, in ClientImport) (ImportAnswe
 			Err: fmt.Errorf("decoding the import answer: %w", err)}
 	}
 	c.m.call(importLabel, err)
+	var he *httpclient.Error
+	if errors.As(err, &he) {
+		// A partner's refusal may quote what it refused: keep the person's data out of logs.
+		he.Message = scrub(he.Message, in.Email, in.Telephone, in.Nom, in.Prenom, in.Adresse)
+	}
 	return ImportAnswer{}, err
+}
+
+// scrub replaces every occurrence of the values in msg.
+func scrub(msg string, values ...string) string {
+	for _, v := range values {
+		if v = strings.TrimSpace(v); len(v) >= 2 {
+			msg = strings.ReplaceAll(msg, v, "[redacted]")
+		}
+	}
+	return msg
 }
 
 // call is the per-request state the retryablehttp hooks need.

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 )
 
 // maxPages bounds one pull against a server announcing absurd page counts: 5 million records at
@@ -26,23 +28,38 @@ type Cursor struct {
 // once they are safely handled. On any failure it returns no record and the error: the caller
 // commits nothing and pulls again from the same cursor.
 func (c *Client) Pull(ctx context.Context, resource string, cur Cursor) ([]Record, Cursor, error) {
-	var all []Record
-	for page := 1; ; page++ {
-		if page > maxPages {
-			return nil, cur, fmt.Errorf("ecolix: pull %s: more than %d pages", resource, maxPages)
+	first, err := c.Export(ctx, resource, cur.Since, 1)
+	if err != nil {
+		return nil, cur, fmt.Errorf("ecolix: pull %s: page 1: %w", resource, err)
+	}
+	// "pages" says where to stop, so no call is spent past the last page.
+	pages := first.Pages
+	if pages > maxPages {
+		return nil, cur, fmt.Errorf("ecolix: pull %s: %d pages, more than %d", resource, pages, maxPages)
+	}
+	byPage := make([][]Record, max(pages, 1))
+	byPage[0] = first.Records
+	if pages > 1 && len(first.Records) > 0 {
+		// The next pages are asked for a few at a time: each still waits for its budget token, but
+		// a slow answer no longer delays the next call, so a long pull takes the budget's floor
+		// rather than the sum of the server's answer times.
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(c.pullConc)
+		for page := 2; page <= pages; page++ {
+			g.Go(func() error {
+				p, err := c.Export(gctx, resource, cur.Since, page)
+				if err != nil {
+					return fmt.Errorf("ecolix: pull %s: page %d: %w", resource, page, err)
+				}
+				byPage[page-1] = p.Records
+				return nil
+			})
 		}
-		p, err := c.Export(ctx, resource, cur.Since, page)
-		if err != nil {
-			return nil, cur, fmt.Errorf("ecolix: pull %s: page %d: %w", resource, page, err)
-		}
-		all = append(all, p.Records...)
-		// "pages" says where to stop, so no call is spent past the last page; an empty page
-		// also ends the pull, should the set have shrunk meanwhile.
-		if page >= p.Pages || len(p.Records) == 0 {
-			break
+		if err := g.Wait(); err != nil {
+			return nil, cur, err
 		}
 	}
-	fresh, next := cur.Advance(all)
+	fresh, next := cur.Advance(slices.Concat(byPage...))
 	c.m.recordsPulled(resource, len(fresh))
 	return fresh, next, nil
 }
