@@ -379,3 +379,30 @@ func TestConfigIsChecked(t *testing.T) {
 	_, err := ecolix.New(ecolix.Config{BaseURL: "https://x", APIKey: "k"}, nil, nil)
 	require.Error(t, err, "no budget")
 }
+
+// Retries take budget tokens too: three attempts of one call are spaced like three calls.
+func TestRetriesTakeBudgetTokens(t *testing.T) {
+	t.Parallel()
+	sim := startSim(t, ecolixsim.SimConfig{})
+	budget := ecolix.NewBudgetWindow(10, 900*time.Millisecond) // 100 ms apart
+	reg := prometheus.NewRegistry()
+	c := newClient(t, sim, budget, func(c *ecolix.Config) {
+		c.RetryWaitMin, c.RetryWaitMax = time.Millisecond, 2*time.Millisecond
+		c.Metrics = ecolix.NewMetrics(reg)
+	})
+	generate(t, sim, "stocks", 4, t0, 2)
+	sim.FailNext(2, http.StatusBadGateway, 0)
+
+	recs, _, err := c.Pull(context.Background(), "stocks", ecolix.Cursor{})
+	require.NoError(t, err)
+	require.Len(t, recs, 4)
+	calls := sim.Calls()
+	require.Len(t, calls, 3)
+	for i := 1; i < len(calls); i++ {
+		// Without a token a retry would follow in ~2 ms; half an interval leaves room for jitter.
+		require.GreaterOrEqual(t, calls[i].At.Sub(calls[i-1].At), budget.Interval()/2, "attempt %d", i+1)
+	}
+	require.Equal(t, 1.0, counter(t, reg, "passerelle_ecolix_calls_total", "delivered", "stocks"))
+	require.Equal(t, 4.0, counter(t, reg, "passerelle_ecolix_records_pulled_total", "stocks"))
+	require.Equal(t, 3.0, counter(t, reg, "passerelle_ecolix_budget_wait_seconds"), "one wait per attempt")
+}
