@@ -27,6 +27,11 @@ type Cursor struct {
 // server announces, and returns the new ones (in date_modification order) with the cursor to keep
 // once they are safely handled. On any failure it returns no record and the error: the caller
 // commits nothing and pulls again from the same cursor.
+//
+// The API pages by offset with no snapshot: a record edited while a pull runs moves to the end of
+// the set and may push an unedited one across a page boundary already read. That record is not
+// received by this pull; it is by the next one only if its date is still at or after the cursor.
+// Pull keeps the window small (pages fetched back to back) but cannot close it.
 func (c *Client) Pull(ctx context.Context, resource string, cur Cursor) ([]Record, Cursor, error) {
 	first, err := c.Export(ctx, resource, cur.Since, 1)
 	if err != nil {
