@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -405,4 +406,35 @@ func TestRetriesTakeBudgetTokens(t *testing.T) {
 	require.Equal(t, 1.0, counter(t, reg, "passerelle_ecolix_calls_total", "delivered", "stocks"))
 	require.Equal(t, 4.0, counter(t, reg, "passerelle_ecolix_records_pulled_total", "stocks"))
 	require.Equal(t, 3.0, counter(t, reg, "passerelle_ecolix_budget_wait_seconds"), "one wait per attempt")
+}
+
+// The known window of offset paging: a record edited between two pages pulls another back
+// across the boundary. The pull cannot see the missed record, but it sees the edited one twice
+// and counts a torn pull.
+func TestPullCountsATornPull(t *testing.T) {
+	t.Parallel()
+	// The hook runs on the server's goroutines: it reaches the test through synchronised values.
+	var ref atomic.Pointer[ecolixsim.Sim]
+	editErr := make(chan error, 1)
+	sim := startSim(t, ecolixsim.SimConfig{OnExport: func(resource string, page int) {
+		if page == 2 {
+			editErr <- ref.Load().Touch(resource, t0.Add(time.Hour), "1")
+		}
+	}})
+	ref.Store(sim)
+	reg := prometheus.NewRegistry()
+	c := newClient(t, sim, nil, func(c *ecolix.Config) {
+		c.PerPage, c.PullConcurrency, c.Metrics = 2, 1, ecolix.NewMetrics(reg)
+	})
+	generate(t, sim, "devis", 6, t0, 1) // ids 1..6, one second apart
+
+	recs, _, err := c.Pull(context.Background(), "devis", ecolix.Cursor{})
+	require.NoError(t, err)
+	require.NoError(t, <-editErr)
+	var ids []string
+	for _, r := range recs {
+		ids = append(ids, r.ID)
+	}
+	require.Equal(t, []string{"2", "4", "5", "6", "1"}, ids, "3 slid onto page 1, already read")
+	require.Equal(t, 1.0, counter(t, reg, "passerelle_ecolix_torn_pulls_total", "devis"))
 }

@@ -29,9 +29,10 @@ type Cursor struct {
 // commits nothing and pulls again from the same cursor.
 //
 // The API pages by offset with no snapshot: a record edited while a pull runs moves to the end of
-// the set and may push an unedited one across a page boundary already read. That record is not
-// received by this pull; it is by the next one only if its date is still at or after the cursor.
-// Pull keeps the window small (pages fetched back to back) but cannot close it.
+// the set and may pull an unedited one back across a page boundary already read, and that record
+// is then missed until it is edited again. Pull keeps the window small (pages fetched back to
+// back) and counts the pulls where it may have happened (an id received twice) in
+// passerelle_ecolix_torn_pulls_total, the signal for a resync from an older cursor.
 func (c *Client) Pull(ctx context.Context, resource string, cur Cursor) ([]Record, Cursor, error) {
 	first, err := c.Export(ctx, resource, cur.Since, 1)
 	if err != nil {
@@ -64,7 +65,11 @@ func (c *Client) Pull(ctx context.Context, resource string, cur Cursor) ([]Recor
 			return nil, cur, err
 		}
 	}
-	fresh, next := cur.Advance(slices.Concat(byPage...))
+	all := slices.Concat(byPage...)
+	if torn(all) {
+		c.m.tornPull(resource)
+	}
+	fresh, next := cur.Advance(all)
 	c.m.recordsPulled(resource, len(fresh))
 	return fresh, next, nil
 }
@@ -111,4 +116,16 @@ func (cur Cursor) Advance(received []Record) ([]Record, Cursor) {
 	slices.SortFunc(next.SeenIDs, cmp.Compare[string])
 	next.SeenIDs = slices.Compact(next.SeenIDs)
 	return fresh, next
+}
+
+// torn reports whether an id came twice in one pull: the set moved under the pages.
+func torn(recs []Record) bool {
+	seen := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		if seen[r.ID] {
+			return true
+		}
+		seen[r.ID] = true
+	}
+	return false
 }

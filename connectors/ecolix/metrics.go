@@ -24,6 +24,7 @@ type Metrics struct {
 	calls      *prometheus.CounterVec
 	budgetWait prometheus.Histogram
 	pulled     *prometheus.CounterVec
+	torn       *prometheus.CounterVec
 	files      *prometheus.CounterVec
 }
 
@@ -44,6 +45,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Namespace: "passerelle", Subsystem: "ecolix", Name: "records_pulled_total",
 			Help: "New records returned by incremental pulls, by resource.",
 		}, []string{"resource"}),
+		torn: f.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "passerelle", Subsystem: "ecolix", Name: "torn_pulls_total",
+			Help: "Pulls that received an id twice: the export moved under its pages, a record may have been missed.",
+		}, []string{"resource"}),
 		files: f.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "passerelle", Subsystem: "ecolix", Name: "inbox_files_total",
 			Help: "Inbox files handled, by outcome (done, error, duplicate).",
@@ -56,6 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		if r != importLabel {
 			m.pulled.WithLabelValues(r)
+			m.torn.WithLabelValues(r)
 		}
 	}
 	for _, o := range []string{fileDone, fileError, fileDuplicate} {
@@ -83,6 +89,13 @@ func (m *Metrics) recordsPulled(resource string, n int) {
 		return
 	}
 	m.pulled.WithLabelValues(resource).Add(float64(n))
+}
+
+func (m *Metrics) tornPull(resource string) {
+	if m == nil {
+		return
+	}
+	m.torn.WithLabelValues(resource).Inc()
 }
 
 func (m *Metrics) file(outcome string) {

@@ -49,6 +49,9 @@ type SimConfig struct {
 	DefaultPerPage int
 	// Now is the clock of imported records' date_modification; default time.Now.
 	Now func() time.Time
+	// OnExport, if set, runs before an export page is served, outside the simulator's lock: a
+	// test edits records there to move the set under a pull.
+	OnExport func(resource string, page int)
 }
 
 // Call is one request the simulator received.
@@ -361,6 +364,9 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if pageStatus != 0 {
 			httpapi.WriteError(sw, pageStatus, "panne simulée")
 			return
+		}
+		if s.cfg.OnExport != nil {
+			s.cfg.OnExport(call.Resource, call.Page)
 		}
 		s.export(sw, r, call.Resource)
 	case r.URL.Path == importPath && r.Method == http.MethodPost:
