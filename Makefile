@@ -13,8 +13,10 @@ export GOFLAGS ?= -mod=mod
 .PHONY: run test test-go fuzz lint bench build tools config-table clean
 
 ## run: the daemon on the embedded broker, wired to the built-in partner simulators
-run:
-	$(GO) run ./cmd/passerelle sandbox
+# Built, then exec'd: make forwards SIGTERM to its child, and with exec the child is the daemon
+# itself (`go run` would not pass the signal on to the program it built).
+run: build
+	exec $(BIN)/passerelle sandbox
 
 ## test: the whole suite (race detector on), then each fuzz target briefly
 test: k8s-tools test-go fuzz

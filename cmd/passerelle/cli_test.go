@@ -85,6 +85,31 @@ func TestCLI(t *testing.T) {
 			stdout:   []string{"PASSERELLE_ICIFORMATION_TOKEN", "PASSERELLE_CRM_SECRET", "****", "iciformation", "PASSERELLE_HTTP_ADDR"},
 			notInAny: []string{token, secret, strings.TrimPrefix(secret, "whsec_"), "hidden-key"},
 		},
+		{
+			name: "check-config unknown variable", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_HTTP_PORT": "8081"},
+			code: exitUsage, stderr: []string{"PASSERELLE_HTTP_PORT: unknown variable, did you mean PASSERELLE_HTTP_ADDR?"}, emptyOut: true,
+		},
+		{
+			name: "check-config no source", args: []string{"check-config"},
+			code: exitUsage, stderr: []string{"no source is enabled", "PASSERELLE_ICIFORMATION_TOKEN", "PASSERELLE_SHOPAPP_URL"}, emptyOut: true,
+		},
+		{
+			name: "serve no source", args: []string{"serve"},
+			code: exitUsage, stderr: []string{"no source is enabled"}, emptyOut: true,
+		},
+		{
+			name: "check-config leads without a sink", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_ICIFORMATION_TOKEN": "t"},
+			code: exitUsage, stderr: []string{"PASSERELLE_ICIFORMATION_TOKEN is set but nothing consumes the leads", "PASSERELLE_CRM_URL"}, emptyOut: true,
+		},
+		{
+			name: "check-config mysql store", args: []string{"check-config"}, env: map[string]string{"PASSERELLE_STORE_DSN": "mysql://root@127.0.0.1/x", "PASSERELLE_SHOPAPP_URL": "http://127.0.0.1:1", "PASSERELLE_SHOPAPP_CLIENT_ID": "i", "PASSERELLE_SHOPAPP_CLIENT_SECRET": "s"},
+			code: exitUsage, stderr: []string{"PASSERELLE_STORE_DSN: scheme mysql is not supported"}, emptyOut: true,
+		},
+		{
+			name: "check-config explain", args: []string{"check-config", "--explain"},
+			env:  map[string]string{"PASSERELLE_SHOPAPP_URL": "http://127.0.0.1:1", "PASSERELLE_SHOPAPP_CLIENT_ID": "i", "PASSERELLE_SHOPAPP_CLIENT_SECRET": "s"},
+			code: exitOK, stdout: []string{"variable", "from", "environment", "default"}, emptyError: true,
+		},
 		{name: "dlq retry not an id", args: []string{"dlq", "retry", "abc"}, code: exitUsage, stderr: []string{`"abc"`}, emptyOut: true},
 		{name: "dlq retry no id", args: []string{"dlq", "retry"}, code: exitUsage, stderr: []string{"usage"}, emptyOut: true},
 		{name: "dlq unknown", args: []string{"dlq", "purge"}, code: exitUsage, stderr: []string{"purge"}, emptyOut: true},
@@ -162,6 +187,7 @@ func TestCheckConfigMaskLine(t *testing.T) {
 	clearPasserelleEnv(t)
 	t.Setenv("PASSERELLE_ICIFORMATION_TOKEN", "tok-abc")
 	t.Setenv("PASSERELLE_CRM_SECRET", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+	t.Setenv("PASSERELLE_CRM_URL", "http://127.0.0.1:1/crm")
 	code, stdout, _ := runCLI("check-config")
 	require.Equal(t, exitOK, code)
 	lines := map[string]string{}

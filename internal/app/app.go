@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -301,6 +302,29 @@ func ignoreClosed(err error) error {
 		return nil
 	}
 	return err
+}
+
+// Check runs the modules' cross-checks, and, for a daemon (serve), refuses a configuration that
+// enables no source: it would answer 404 to every webhook and poll nothing.
+func Check(cfg config.Config, serving bool) error {
+	var errs []error
+	var sources []string
+	anySource := false
+	for _, m := range Modules() {
+		if c, ok := m.(modules.Checker); ok {
+			errs = append(errs, c.Check(cfg))
+		}
+		if s, ok := m.(modules.Source); ok {
+			sources = append(sources, s.Source())
+			if on, _ := m.Enabled(cfg); on {
+				anySource = true
+			}
+		}
+	}
+	if serving && !anySource {
+		errs = append(errs, fmt.Errorf("no source is enabled, so the daemon would have nothing to do: set %s", strings.Join(sources, ", or ")))
+	}
+	return errors.Join(errs...)
 }
 
 // Vars lists every variable the daemon reads: the core's and every module's.

@@ -28,6 +28,9 @@ func serveCmd(cli *modules.CLI) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := app.Check(cfg, true); err != nil {
+				return modules.UsageError{Msg: err.Error()}
+			}
 			log := app.NewLogger(cli.Err, cfg.LogFormat, cfg.LogLevel)
 			for _, m := range app.ModuleStates(cfg, app.Modules()) {
 				log.Info("module", "name", m.Name, "on", m.On, "why", m.Why)
@@ -42,14 +45,21 @@ func serveCmd(cli *modules.CLI) *cobra.Command {
 }
 
 func checkConfigCmd(cli *modules.CLI) *cobra.Command {
-	return &cobra.Command{
+	var explain bool
+	c := &cobra.Command{
 		Use:   "check-config",
 		Short: "Print which modules are on and why, and the effective configuration (secrets masked)",
-		Args:  cobra.NoArgs,
+		Long: `Print which modules are on and why, and the effective configuration with secrets masked.
+A value that does not parse, an unknown PASSERELLE_* variable, a source nothing consumes, or no
+source at all exits 2 naming the variable.`,
+		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			cfg, err := cli.Config(c.Context())
 			if err != nil {
 				return err
+			}
+			if err := app.Check(cfg, true); err != nil {
+				return modules.UsageError{Msg: err.Error()}
 			}
 			tw := tabwriter.NewWriter(cli.Out, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "module\ton\twhy")
@@ -58,12 +68,21 @@ func checkConfigCmd(cli *modules.CLI) *cobra.Command {
 			}
 			fmt.Fprintf(tw, "nats\ton\t%s\n", transport(cfg))
 			fmt.Fprintln(tw)
+			if explain {
+				fmt.Fprintln(tw, "variable\tvalue\tfrom")
+				for _, l := range cfg.Explain() {
+					fmt.Fprintf(tw, "%s\t%s\t%s\n", l[0], l[1], l[2])
+				}
+				return tw.Flush()
+			}
 			for _, kv := range cfg.Effective() {
 				fmt.Fprintf(tw, "%s\t%s\n", kv[0], kv[1])
 			}
 			return tw.Flush()
 		},
 	}
+	c.Flags().BoolVar(&explain, "explain", false, "say where each value comes from: default, environment or file")
+	return c
 }
 
 func transport(cfg config.Config) string {

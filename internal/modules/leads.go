@@ -54,6 +54,19 @@ func (Leads) Enabled(cfg config.Config) (bool, string) {
 	return true, "POST /webhooks/iciformation, auth " + c.Auth
 }
 
+// Check implements Checker: leads received must reach a sink.
+func (m Leads) Check(cfg config.Config) error {
+	if on, _ := m.Enabled(cfg); on {
+		if crm, _ := (CRM{}).Enabled(cfg); !crm {
+			return fmt.Errorf("PASSERELLE_ICIFORMATION_TOKEN is set but nothing consumes the leads: set PASSERELLE_CRM_URL (and PASSERELLE_CRM_SECRET)")
+		}
+	}
+	return nil
+}
+
+// Source implements Source.
+func (Leads) Source() string { return "PASSERELLE_ICIFORMATION_TOKEN (Ici Formation leads)" }
+
 // Build implements Module.
 func (m Leads) Build(ctx context.Context, env *Env) error {
 	c := config.Get[*LeadsConfig](env.Cfg, nameLeads)

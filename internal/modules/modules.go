@@ -46,6 +46,18 @@ type Module interface {
 	Build(ctx context.Context, env *Env) error
 }
 
+// Checker is a module whose configuration depends on another module's: a source that nothing
+// would consume is an error, not leads piling up unseen.
+type Checker interface {
+	Check(cfg config.Config) error
+}
+
+// Source is a module that brings records in (a webhook, a poller): serve refuses to start when no
+// source is enabled, since the daemon would have nothing to do.
+type Source interface {
+	Source() string // how to turn it on, for the error message: "PASSERELLE_ICIFORMATION_TOKEN (leads)"
+}
+
 // Commander is a module that brings operator commands.
 type Commander interface {
 	Commands(c *CLI) []*cobra.Command

@@ -88,6 +88,11 @@ func (*ShopApp) Enabled(cfg config.Config) (bool, string) {
 	return true, "polling " + config.RedactURL(c.URL) + " every " + c.PollInterval.String()
 }
 
+// Source implements Source.
+func (*ShopApp) Source() string {
+	return "PASSERELLE_SHOPAPP_URL with _CLIENT_ID and _CLIENT_SECRET (Shop Application polling)"
+}
+
 // Build implements Module.
 func (m *ShopApp) Build(ctx context.Context, env *Env) error {
 	c := config.Get[*ShopAppConfig](env.Cfg, nameShopApp)
