@@ -261,7 +261,7 @@ func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body 
 	case prev.Delivered:
 		return nil
 	case off:
-		return Permanent(fmt.Errorf("endpoint disabled (%s): re-enable it with `passerelle endpoints enable %s`", reason, id))
+		return r.hold(ev, id, reason)
 	case down:
 		return errEndpointDown
 	}
@@ -293,9 +293,9 @@ func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body 
 			}
 			r.disabled[id] = "410 Gone"
 			r.Disabled.WithLabelValues("crm").Inc()
-			r.Log.Warn("CRM endpoint answered 410 Gone: disabled until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
+			r.Log.Warn("CRM endpoint answered 410 Gone: disabled, its events held until an operator re-enables it", "endpoint", id, "event_id", ev.ID)
 		}
-		return Permanent(sendErr)
+		return r.holdLocked(ev, id, "410 Gone")
 	case httpclient.IsPermanent(sendErr):
 		return Permanent(sendErr)
 	case spent >= r.MaxAttempts:
@@ -309,6 +309,28 @@ func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body 
 
 // recordTimeout bounds the write of a run's delivery log.
 const recordTimeout = 30 * time.Second
+
+// errHeld marks an event held for a disabled endpoint: it waits in the broker, redelivered on the
+// stage's backoff (at most PASSERELLE_REDELIVERY_MAX apart), until the endpoint is enabled again
+// or the event is older than MaxAge.
+var errHeld = errors.New("held: the endpoint is disabled")
+
+// hold keeps an event for a disabled endpoint instead of dead-lettering it, and records it as held
+// in the delivery log (passerelle endpoints list counts them).
+func (r *crmRun) hold(ev Event, id, reason string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holdLocked(ev, id, reason)
+}
+
+func (r *crmRun) holdLocked(ev Event, id, reason string) error {
+	now := r.Now()
+	if r.MaxAge > 0 && now.Sub(ev.OccurredAt) > r.MaxAge {
+		return Permanent(fmt.Errorf("gave up after %s: endpoint %s disabled (%s); re-enable it with `passerelle endpoints enable %s`", r.MaxAge, id, reason, id))
+	}
+	r.attempts = append(r.attempts, store.Attempt{EventID: ev.ID, Endpoint: id, LastError: store.HeldPrefix + "endpoint disabled (" + reason + ")", At: now})
+	return fmt.Errorf("%w (%s): delivered once `passerelle endpoints enable %s` runs", errHeld, reason, id)
+}
 
 // record writes the run's attempts to the delivery log, then hands over what was delivered.
 func (r *crmRun) record() error {

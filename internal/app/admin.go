@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -91,12 +92,12 @@ func (a *App) adminHandler() http.Handler {
 		httpapi.WriteJSON(w, http.StatusOK, a.Backlogs.Read(r.Context()))
 	})
 	mux.HandleFunc("GET /admin/endpoints", func(w http.ResponseWriter, r *http.Request) {
-		off, err := a.Store.DisabledEndpoints(r.Context())
+		views, err := a.endpointViews(r.Context())
 		if err != nil {
 			httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
-		httpapi.WriteJSON(w, http.StatusOK, off)
+		httpapi.WriteJSON(w, http.StatusOK, views)
 	})
 	mux.HandleFunc("POST /admin/endpoints/enable", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
@@ -133,6 +134,64 @@ func (a *App) adminHandler() http.Handler {
 		}
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// EndpointView is one line of `passerelle endpoints list`: an endpoint disabled after a 410, or
+// one that still has held events waiting for their redelivery.
+type EndpointView struct {
+	Endpoint string `json:"endpoint"`
+	Disabled bool   `json:"disabled"`
+	Reason   string `json:"reason,omitempty"`
+	// Held counts the events waiting for this endpoint while it is (or was) disabled.
+	Held int `json:"held"`
+}
+
+func (a *App) endpointViews(ctx context.Context) ([]EndpointView, error) {
+	off, err := a.Store.DisabledEndpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	held, err := a.Store.HeldEvents(ctx)
+	if err != nil {
+		return nil, err
+	}
+	views := make([]EndpointView, 0, len(off)+len(held))
+	for id, reason := range off {
+		views = append(views, EndpointView{Endpoint: id, Disabled: true, Reason: reason, Held: held[id]})
+	}
+	for id, n := range held {
+		if _, ok := off[id]; !ok {
+			views = append(views, EndpointView{Endpoint: id, Held: n})
+		}
+	}
+	slices.SortFunc(views, func(a, b EndpointView) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+	return views, nil
+}
+
+// heldCollector reports, at scrape time, the events held for each disabled endpoint.
+type heldCollector struct {
+	store *store.Store
+	desc  *prometheus.Desc
+}
+
+func newHeldCollector(s *store.Store) prometheus.Collector {
+	return &heldCollector{store: s, desc: prometheus.NewDesc("passerelle_endpoint_held_events",
+		"Events held in the broker for a disabled endpoint, delivered once it is enabled again, by endpoint.", []string{"endpoint"}, nil)}
+}
+
+func (c *heldCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *heldCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	held, err := c.store.HeldEvents(ctx)
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.desc, err)
+		return
+	}
+	for id, n := range held {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(n), id)
+	}
 }
 
 // ModuleState is one line of check-config and of GET /admin/modules.

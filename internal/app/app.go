@@ -150,7 +150,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	for _, m := range a.Modules {
 		names = append(names, m.Name())
 	}
-	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store, names))
+	a.Registry.MustRegister(disabled, newDeadLetterCollector(a.Store, names), newHeldCollector(a.Store))
 
 	a.adminMux = http.NewServeMux()
 	webhooks := http.NewServeMux()

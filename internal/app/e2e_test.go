@@ -410,40 +410,60 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	require.NotEqual(t, http.StatusOK, f.adminJSON(t, http.MethodPost, "/admin/dlq/retry", map[string]int64{"id": dl.ID}, nil))
 }
 
-// A 410 Gone disables the endpoint and dead-letters the lead; enabling it and re-driving delivers.
-func TestGoneEndpoint(t *testing.T) {
+// A 410 Gone disables the endpoint and holds its events: nothing is dead-lettered, the leads
+// posted meanwhile wait too (counted in endpoints list and a gauge), and enabling the endpoint
+// delivers every one of them, once.
+func TestGoneEndpointHoldsItsEvents(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_, rcv, f := startApp(t)
 	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
-	lead := leadBody(1, "gone")
-	status, body := f.post(t, lead)
+	first := leadBody(1, "gone")
+	status, body := f.post(t, first)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 
-	dls := f.waitDeadLetters(t, 1)
-	require.Len(t, dls, 1)
-	require.Equal(t, eventIDOf(lead), dls[0].EventID)
 	endpoint := pipelines.EndpointID(f.CRMURL)
-	var off map[string]string
-	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodGet, "/admin/endpoints", nil, &off))
-	require.Contains(t, off, endpoint)
-	require.Contains(t, off[endpoint], "410")
+	views := func() map[string]app.EndpointView {
+		var vs []app.EndpointView
+		require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodGet, "/admin/endpoints", nil, &vs))
+		out := map[string]app.EndpointView{}
+		for _, v := range vs {
+			out[v.Endpoint] = v
+		}
+		return out
+	}
+	require.Eventually(t, func() bool { return views()[endpoint].Disabled }, 20*time.Second, 20*time.Millisecond, "the 410 disables the endpoint")
+	require.Contains(t, views()[endpoint].Reason, "410")
 	v, ok := metric(f.scrape(t), "passerelle_endpoints_disabled_total", map[string]string{"sink": "crm"})
 	require.True(t, ok)
 	require.Equal(t, float64(1), v)
 
+	// Leads posted while it is disabled are held, not sent and not dead-lettered.
+	more := [][]byte{leadBody(2, "held"), leadBody(3, "held")}
+	for _, l := range more {
+		status, body := f.post(t, l)
+		require.Equal(t, http.StatusOK, status, "%s", body)
+	}
+	require.Eventually(t, func() bool { return views()[endpoint].Held == 3 }, 20*time.Second, 20*time.Millisecond, "three events held")
+	held, ok := metric(f.scrape(t), "passerelle_endpoint_held_events", map[string]string{"endpoint": endpoint})
+	require.True(t, ok)
+	require.Equal(t, float64(3), held)
+	require.Empty(t, f.deadLetters(t))
+	require.Equal(t, 1, rcv.Attempts(), "only the first lead reached the endpoint, which answered 410")
+
 	rcv.SetFault(crmsim.Fault{})
 	var enabled map[string]string
 	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodPost, "/admin/endpoints/enable", map[string]string{"endpoint": endpoint}, &enabled))
-	var stillOff map[string]string
-	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodGet, "/admin/endpoints", nil, &stillOff))
-	require.Empty(t, stillOff)
-	f.retryDeadLetter(t, dls[0].ID)
-	require.NoError(t, rcv.WaitForUnique(ctx, 1))
-	time.Sleep(200 * time.Millisecond)
-	require.Equal(t, map[string]int{eventIDOf(lead): 1}, rcv.UniqueIDs())
-	require.Equal(t, float64(0), f.deadLetterGauge(t))
+	require.NoError(t, rcv.WaitForUnique(ctx, 3))
+	want := map[string]int{eventIDOf(first): 1}
+	for _, l := range more {
+		want[eventIDOf(l)] = 1
+	}
+	require.Eventually(t, func() bool { return len(views()) == 0 }, 20*time.Second, 20*time.Millisecond, "nothing held any more")
+	f.waitStage(t, "crm", "out", 3)
+	require.Equal(t, want, rcv.UniqueIDs(), "each held lead delivered once")
+	require.Empty(t, f.deadLetters(t))
 }
 
 // Stopping while leads arrive: Run returns nil within the shutdown timeout, and every lead answered

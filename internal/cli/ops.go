@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
 	"strconv"
 	"text/tabwriter"
 	"time"
@@ -121,25 +120,24 @@ func endpointsCmd(cli *modules.CLI) *cobra.Command {
 	root := modules.Group(&cobra.Command{Use: "endpoints", Short: "List and re-enable sink endpoints disabled after a 410 Gone"})
 	list := &cobra.Command{
 		Use:   "list",
-		Short: "List sink endpoints disabled after a 410 Gone",
+		Short: "List sink endpoints disabled after a 410 Gone, and the events each holds",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			var off map[string]string
-			if err := cli.Admin(c.Context(), http.MethodGet, "/admin/endpoints", nil, &off); err != nil {
+			var views []app.EndpointView
+			if err := cli.Admin(c.Context(), http.MethodGet, "/admin/endpoints", nil, &views); err != nil {
 				return err
 			}
 			if cli.JSON() {
-				return cli.PrintJSON(off)
+				return cli.PrintJSON(views)
 			}
-			ids := make([]string, 0, len(off))
-			for id := range off {
-				ids = append(ids, id)
-			}
-			sort.Strings(ids)
 			tw := tabwriter.NewWriter(cli.Out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "endpoint\treason")
-			for _, id := range ids {
-				fmt.Fprintf(tw, "%s\t%s\n", id, off[id])
+			fmt.Fprintln(tw, "endpoint\tstate\theld\treason")
+			for _, v := range views {
+				state := "enabled"
+				if v.Disabled {
+					state = "disabled"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%d\t%s\n", v.Endpoint, state, v.Held, v.Reason)
 			}
 			return tw.Flush()
 		},

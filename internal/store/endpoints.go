@@ -75,3 +75,29 @@ func safeEndpoint(endpoint string) string {
 	}
 	return u.Scheme + "://" + u.Host
 }
+
+// HeldPrefix starts the last error of a delivery held while its endpoint is disabled.
+const HeldPrefix = "held: "
+
+// HeldEvents counts, per endpoint, the events held while it is disabled: not delivered, and last
+// recorded as held.
+func (s *Store) HeldEvents(ctx context.Context) (map[string]int, error) {
+	rows, err := s.rdb.QueryContext(ctx, s.rebind(`
+		SELECT endpoint, COUNT(*) FROM deliveries
+		WHERE delivered = 0 AND last_error LIKE ?
+		GROUP BY endpoint`), HeldPrefix+"%")
+	if err != nil {
+		return nil, fmt.Errorf("count held events: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var endpoint string
+		var n int
+		if err := rows.Scan(&endpoint, &n); err != nil {
+			return nil, fmt.Errorf("count held events: %w", err)
+		}
+		out[endpoint] = n
+	}
+	return out, rows.Err()
+}
