@@ -13,15 +13,15 @@ import (
 type Entry struct {
 	// Source names the system the record came from ("iciformation", "simplebo", …). It is a
 	// directory name in the journal: lower-case letters, digits, '-' and '_' only.
-	Source string
+	Source string `json:"source"`
 	// ReceivedAt is when passerelle accepted the record; it picks the day file.
-	ReceivedAt time.Time
+	ReceivedAt time.Time `json:"received_at"`
 	// Metadata holds what came with the body and the stages may need again (content type, the
 	// path's route, a poll's page): never credentials.
-	Metadata map[string]string
+	Metadata map[string]string `json:"metadata,omitempty"`
 	// Body is the body as received when it is JSON. Any other body (a form, text) is stored as a
 	// JSON string of its bytes: see StringBody and Entry.RawBody.
-	Body json.RawMessage
+	Body json.RawMessage `json:"body"`
 }
 
 // Position locates a line: File as given to the reader, Line counted from 1 in the decompressed

@@ -162,7 +162,7 @@ func (r *Reader) readFile(ctx context.Context, path string, fn func(line []byte,
 	}
 	defer f.Close()
 	br := bufio.NewReaderSize(f, 64<<10)
-	var src io.Reader = br
+	var src io.Reader
 	// Only the compressed stream can fail mid-file; its errors make the rest unreadable.
 	var zerr func(error) bool
 	if magic, _ := br.Peek(2); len(magic) == 2 && magic[0] == 0x1f && magic[1] == 0x8b {
@@ -175,7 +175,10 @@ func (r *Reader) readFile(ctx context.Context, path string, fn func(line []byte,
 		src = zr
 		zerr = func(err error) bool { return err != nil && !errors.Is(err, io.EOF) }
 	}
-	lr := lineReader{br: bufio.NewReaderSize(src, 64<<10), max: r.MaxLineBytes}
+	lr := lineReader{br: br, max: r.MaxLineBytes}
+	if zerr != nil {
+		lr.br = bufio.NewReaderSize(src, 64<<10)
+	}
 	if lr.max <= 0 {
 		lr.max = DefaultMaxLineBytes
 	}

@@ -51,6 +51,10 @@ type Writer struct {
 	dir  string
 	opts Options
 
+	// prune is held shared by appends and exclusively by Prune while it deletes a file, so that
+	// an append for a day being pruned cannot recreate the file just before its deletion.
+	prune sync.RWMutex
+
 	mu       sync.Mutex
 	files    map[string]*dayFile // by "<source>/<day>"
 	closed   bool
@@ -125,6 +129,8 @@ func (w *Writer) Append(ctx context.Context, entries ...Entry) error {
 		g.lines = appendLine(g.lines, e, t)
 		g.n++
 	}
+	w.prune.RLock()
+	defer w.prune.RUnlock()
 	for _, g := range groups {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("journal: append: %w", err)
@@ -232,8 +238,11 @@ func (w *Writer) openDay(source, day string) (*dayFile, error) {
 	}
 	size := st.Size()
 	if size == 0 {
-		// The file may be new: make its directory entry durable too.
+		// The file, and its source directory, may be new: make their entries durable too.
 		if err := syncDir(dir); err != nil {
+			return fail(err)
+		}
+		if err := syncDir(w.dir); err != nil {
 			return fail(err)
 		}
 	} else {
@@ -383,8 +392,7 @@ func (w *Writer) Prune(ctx context.Context) (removed int, err error) {
 			if !ok || f.IsDir() || day.AddDate(0, 0, 1).After(cutoff) {
 				continue
 			}
-			w.forget(s.Name(), day.Format(dayLayout))
-			if err := os.Remove(filepath.Join(w.dir, s.Name(), f.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := w.remove(s.Name(), day.Format(dayLayout), f.Name()); err != nil {
 				return removed, fmt.Errorf("journal: prune: %w", err)
 			}
 			removed++
@@ -394,8 +402,10 @@ func (w *Writer) Prune(ctx context.Context) (removed int, err error) {
 	return removed, nil
 }
 
-// forget closes the handle of a day file about to be deleted.
-func (w *Writer) forget(source, day string) {
+// remove closes a day file's handle and deletes it, appends held off meanwhile.
+func (w *Writer) remove(source, day, name string) error {
+	w.prune.Lock()
+	defer w.prune.Unlock()
 	w.mu.Lock()
 	df := w.files[source+"/"+day]
 	delete(w.files, source+"/"+day)
@@ -403,6 +413,10 @@ func (w *Writer) forget(source, day string) {
 	if df != nil {
 		_ = df.close()
 	}
+	if err := os.Remove(filepath.Join(w.dir, source, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // fileDay reads the day of a journal file name, midnight in loc.
