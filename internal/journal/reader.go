@@ -251,21 +251,22 @@ func (lr *lineReader) next() (line []byte, complete bool, err error) {
 	lr.buf = append(lr.buf[:0], frag...)
 	for {
 		frag, err = lr.br.ReadSlice('\n')
-		if len(lr.buf) <= lr.max {
+		if err == nil {
+			frag = frag[:len(frag)-1]
+		}
+		if len(lr.buf) <= lr.max { // past max, the rest is only skipped
 			lr.buf = append(lr.buf, frag...)
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
 		}
-		if err == nil {
-			lr.buf = lr.buf[:len(lr.buf)-1]
-		}
-		if len(lr.buf) > lr.max {
-			if err != nil && !errors.Is(err, io.EOF) {
-				return lr.buf, true, err
-			}
+		switch {
+		case len(lr.buf) <= lr.max:
+			return lr.buf, true, err
+		case err != nil && !errors.Is(err, io.EOF):
+			return lr.buf, true, err
+		default:
 			return lr.buf[:lr.max], false, nil
 		}
-		return lr.buf, true, err
 	}
 }
