@@ -511,3 +511,24 @@ func TestPrune(t *testing.T) {
 	// The open handle of today's file survived the prune.
 	require.NoError(t, w.Append(context.Background(), Entry{Source: "simplebo", Body: lead(3)}))
 }
+
+func TestAppendErrorCounted(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	m := NewMetrics(reg, "iciformation", "simplebo")
+	w, err := Open(dir, Options{Metrics: m})
+	require.NoError(t, err)
+	defer w.Close()
+	// A directory where the day file should be: the open fails, as on a full or broken disk.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "iciformation", "2026-11-20.jsonl.gz"), 0o700))
+	at := time.Date(2026, 11, 20, 8, 0, 0, 0, time.UTC)
+	err = w.Append(context.Background(), Entry{Source: "iciformation", ReceivedAt: at, Body: lead(1)})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "iciformation/2026-11-20.jsonl.gz")
+	require.Equal(t, 1.0, testutil.ToFloat64(m.errors.WithLabelValues("iciformation")))
+	require.Zero(t, testutil.ToFloat64(m.entries.WithLabelValues("iciformation")))
+	n, err := testutil.GatherAndCount(reg, "passerelle_journal_entries_appended_total")
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "series pre-created for each source")
+}

@@ -16,10 +16,11 @@ type Metrics struct {
 }
 
 // NewMetrics registers the journal's metrics on reg; a nil reg builds unregistered metrics. Build
-// it once per registry and share it between the Writers of a process.
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// it once per registry and share it between the Writers of a process. The series of sources are
+// created up front, so that rate() works from their first entry.
+func NewMetrics(reg prometheus.Registerer, sources ...string) *Metrics {
 	f := promauto.With(reg)
-	return &Metrics{
+	m := &Metrics{
 		entries: f.NewCounterVec(prometheus.CounterOpts{
 			Name: "passerelle_journal_entries_appended_total",
 			Help: "Entries appended to the journal and synced, by source.",
@@ -41,16 +42,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Day files whose cut-short last member (an append interrupted by a crash) was removed before appending.",
 		}),
 	}
-}
-
-// Source pre-creates a source's series, so that rate() works from its first entry.
-func (m *Metrics) Source(source string) {
-	if m == nil {
-		return
+	for _, s := range sources {
+		m.entries.WithLabelValues(s)
+		m.bytes.WithLabelValues(s)
+		m.errors.WithLabelValues(s)
 	}
-	m.entries.WithLabelValues(source)
-	m.bytes.WithLabelValues(source)
-	m.errors.WithLabelValues(source)
+	return m
 }
 
 func (m *Metrics) appended(source string, entries, bytes int) {
