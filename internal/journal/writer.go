@@ -118,6 +118,9 @@ func (w *Writer) Append(ctx context.Context, entries ...Entry) error {
 		if t.IsZero() {
 			t = now
 		}
+		if y := t.UTC().Year(); y < 1 || y > 9999 {
+			return fmt.Errorf("journal: entry %d: received_at %s cannot be written in RFC 3339", i, t)
+		}
 		day := t.In(w.opts.Location).Format(dayLayout)
 		key := e.Source + "/" + day
 		g := byKey[key]
