@@ -189,7 +189,7 @@ func (c *Client) ChatbotToken(ctx context.Context, t ChatToken) (ChatTokenAnswer
 // reference is required: both are checked before anything is sent. The same reference
 // submitted again is answered with the first message_id.
 func (c *Client) Submit(ctx context.Context, s Submission) (SubmitAnswer, error) {
-	if err := c.checkMessage(RouteSubmit, s.Reference, s.Modele, s.Texte); err != nil {
+	if err := c.checkMessage(RouteSubmit, s.Canal, s.Reference, s.Modele, s.Texte); err != nil {
 		return SubmitAnswer{}, err
 	}
 	n, err := c.mobile(RouteSubmit, s.To)
@@ -209,6 +209,9 @@ func (c *Client) Submit(ctx context.Context, s Submission) (SubmitAnswer, error)
 func (c *Client) Broadcast(ctx context.Context, b Broadcast) (BroadcastAnswer, error) {
 	if b.Modele == "" {
 		return BroadcastAnswer{}, c.refuse(RouteBroadcast, fmt.Errorf("%w: modele is required", ErrInvalidRequest))
+	}
+	if !validChannel(b.Canal) {
+		return BroadcastAnswer{}, c.refuse(RouteBroadcast, fmt.Errorf("%w: canal must be sms, rcs or auto", ErrInvalidRequest))
 	}
 	var local []Refusal
 	keep := make([]Recipient, 0, len(b.Destinataires))
@@ -239,7 +242,7 @@ func (c *Client) Broadcast(ctx context.Context, b Broadcast) (BroadcastAnswer, e
 // Conversation sends one message to a few recipients. Every number must be a mobile, or the
 // call is refused locally.
 func (c *Client) Conversation(ctx context.Context, cv Conversation) (ConversationAnswer, error) {
-	if err := c.checkMessage(RouteConversation, cv.Reference, cv.Modele, cv.Texte); err != nil {
+	if err := c.checkMessage(RouteConversation, cv.Canal, cv.Reference, cv.Modele, cv.Texte); err != nil {
 		return ConversationAnswer{}, err
 	}
 	if len(cv.Destinataires) == 0 {
@@ -265,7 +268,10 @@ func (c *Client) create(ctx context.Context, route string, in any) (Entity, erro
 	return out, err
 }
 
-func (c *Client) checkMessage(route, reference, modele, texte string) error {
+func (c *Client) checkMessage(route, channel, reference, modele, texte string) error {
+	if !validChannel(channel) {
+		return c.refuse(route, fmt.Errorf("%w: canal must be sms, rcs or auto", ErrInvalidRequest))
+	}
 	if reference == "" {
 		return c.refuse(route, fmt.Errorf("%w: reference is required", ErrInvalidRequest))
 	}
@@ -290,6 +296,15 @@ func normalizeMobile(raw string) (string, bool) {
 		return "", false
 	}
 	return n, true
+}
+
+// validChannel accepts the three channels, and "" for auto.
+func validChannel(s string) bool {
+	switch s {
+	case "", ChannelSMS, ChannelRCS, ChannelAuto:
+		return true
+	}
+	return false
 }
 
 // canal defaults an empty channel to auto.

@@ -198,6 +198,10 @@ func TestRefusedLocally(t *testing.T) {
 			_, err := c.Submit(ctx, biway.Submission{To: rcsNumber, Texte: "x"})
 			return err
 		}, biway.ErrInvalidRequest},
+		{"unknown channel", func() error {
+			_, err := c.Submit(ctx, biway.Submission{To: rcsNumber, Canal: "whatsapp", Texte: "x", Reference: "r"})
+			return err
+		}, biway.ErrInvalidRequest},
 		{"no text nor template", func() error {
 			_, err := c.Submit(ctx, biway.Submission{To: rcsNumber, Reference: "r"})
 			return err

@@ -34,6 +34,8 @@ type CallbackConfig struct {
 	Logger *slog.Logger
 	// Now is the clock the signature's timestamp is checked against; default time.Now.
 	Now func() time.Time
+	// Metrics counts callbacks by type and result; nil for none.
+	Metrics *Metrics
 }
 
 const (
@@ -75,30 +77,36 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		h.reject(w, r, http.StatusMethodNotAllowed, "method not allowed, use POST", slog.String("method", r.Method))
+		h.cfg.Metrics.observe(Callback{}, resultInvalid)
 		return
 	}
 	body, err := httpapi.ReadBody(w, r, h.cfg.MaxBody)
 	if errors.Is(err, httpapi.ErrTooLarge) {
 		h.reject(w, r, http.StatusRequestEntityTooLarge, "request body too large", slog.Int64("max_bytes", h.cfg.MaxBody))
+		h.cfg.Metrics.observe(Callback{}, resultTooLarge)
 		return
 	}
 	if err != nil {
 		h.reject(w, r, http.StatusBadRequest, "could not read request body", slog.Any("err", err))
+		h.cfg.Metrics.observe(Callback{}, resultInvalid)
 		return
 	}
 	secret := h.cfg.Secret()
 	if secret == "" {
 		h.reject(w, r, http.StatusUnauthorized, msgBadSig, slog.String("cause", "no callback secret registered"))
+		h.cfg.Metrics.observe(Callback{}, resultSignature)
 		return
 	}
 	if err := stdwebhook.Verify(secret, r.Header, body, h.cfg.Now()); err != nil {
 		// The sender learns nothing about which check failed; the log says.
 		h.reject(w, r, http.StatusUnauthorized, msgBadSig, slog.Any("err", err))
+		h.cfg.Metrics.observe(Callback{}, resultSignature)
 		return
 	}
 	cb, err := DecodeCallback(body)
 	if err != nil {
 		h.reject(w, r, http.StatusBadRequest, err.Error())
+		h.cfg.Metrics.observe(Callback{}, resultInvalid)
 		return
 	}
 	cb.WebhookID = r.Header.Get(stdwebhook.HeaderID)
@@ -112,12 +120,15 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.cfg.Logger.Info("biway: callback accepted", callbackAttrs(cb)...)
 		}
 		w.WriteHeader(http.StatusOK)
+		h.cfg.Metrics.observe(cb, resultAccepted)
 	case errors.Is(err, ErrInvalidCallback):
 		h.reject(w, r, http.StatusBadRequest, err.Error(), callbackAttrs(cb)...)
+		h.cfg.Metrics.observe(cb, resultInvalid)
 	default:
 		h.cfg.Logger.Error("biway: callback not stored", append([]any{slog.Int("status", http.StatusServiceUnavailable),
 			slog.Any("err", err)}, callbackAttrs(cb)...)...)
 		httpapi.WriteError(w, http.StatusServiceUnavailable, msgUnavailable)
+		h.cfg.Metrics.observe(cb, resultUnavailable)
 	}
 }
 
