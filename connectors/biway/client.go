@@ -17,6 +17,7 @@ import (
 
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/redact"
+	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -132,11 +133,15 @@ func New(cfg Config, hm *httpclient.Metrics) (*Client, error) {
 	return c, nil
 }
 
-// RegisterCallback registers url as the return URL of the account the key belongs to, with the
-// whsec_ secret the partner signs callbacks with, and returns the registration's id.
-func (c *Client) RegisterCallback(ctx context.Context, url, secret string) (string, error) {
-	if url == "" || secret == "" {
-		return "", c.refuse(RouteCallback, fmt.Errorf("%w: url and secret are required", ErrInvalidRequest))
+// RegisterCallback registers callbackURL as the return URL of the account the key belongs to,
+// with the whsec_ secret the partner signs callbacks with, and returns the registration's id.
+// A secret that cannot sign is refused locally: every callback would fail verification.
+func (c *Client) RegisterCallback(ctx context.Context, callbackURL, secret string) (string, error) {
+	if callbackURL == "" {
+		return "", c.refuse(RouteCallback, fmt.Errorf("%w: callback url is required", ErrInvalidRequest))
+	}
+	if err := stdwebhook.CheckSecret(secret); err != nil {
+		return "", c.refuse(RouteCallback, fmt.Errorf("%w: %w", ErrInvalidRequest, err))
 	}
 	var out struct {
 		ID string `json:"id"`
@@ -144,7 +149,7 @@ func (c *Client) RegisterCallback(ctx context.Context, url, secret string) (stri
 	err := c.do(ctx, RouteCallback, struct {
 		URL    string `json:"url"`
 		Secret string `json:"secret"`
-	}{url, secret}, &out)
+	}{callbackURL, secret}, &out)
 	return out.ID, err
 }
 
@@ -202,8 +207,10 @@ func (c *Client) Submit(ctx context.Context, s Submission) (SubmitAnswer, error)
 	return out, err
 }
 
-// Broadcast sends a template to many recipients in one call (the partner takes up to 10,000;
-// splitting is the caller's). Recipients whose number is not a mobile are not sent: they come
+// MaxBroadcast is the most recipients one broadcast takes; splitting is the caller's.
+const MaxBroadcast = 10000
+
+// Broadcast sends a template to many recipients in one call (at most MaxBroadcast). Recipients whose number is not a mobile are not sent: they come
 // back in the answer's Refuses with the reason, after the partner's own refusals, and with no
 // recipient left no request is made. Every recipient needs a reference.
 func (c *Client) Broadcast(ctx context.Context, b Broadcast) (BroadcastAnswer, error) {
@@ -212,6 +219,9 @@ func (c *Client) Broadcast(ctx context.Context, b Broadcast) (BroadcastAnswer, e
 	}
 	if !validChannel(b.Canal) {
 		return BroadcastAnswer{}, c.refuse(RouteBroadcast, fmt.Errorf("%w: canal must be sms, rcs or auto", ErrInvalidRequest))
+	}
+	if len(b.Destinataires) > MaxBroadcast {
+		return BroadcastAnswer{}, c.refuse(RouteBroadcast, fmt.Errorf("%w: %d recipients, at most %d", ErrInvalidRequest, len(b.Destinataires), MaxBroadcast))
 	}
 	var local []Refusal
 	keep := make([]Recipient, 0, len(b.Destinataires))

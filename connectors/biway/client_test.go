@@ -214,6 +214,14 @@ func TestRefusedLocally(t *testing.T) {
 			_, err := c.Conversation(ctx, biway.Conversation{Destinataires: []string{rcsNumber, "0123456789"}, Texte: "x", Reference: "r"})
 			return err
 		}, biway.ErrNotMobile},
+		{"callback secret that cannot sign", func() error {
+			_, err := c.RegisterCallback(ctx, "https://passerelle.example/webhooks/biway", "not base64!")
+			return err
+		}, biway.ErrInvalidRequest},
+		{"broadcast above the limit", func() error {
+			_, err := c.Broadcast(ctx, biway.Broadcast{Modele: "t", Destinataires: make([]biway.Recipient, biway.MaxBroadcast+1)})
+			return err
+		}, biway.ErrInvalidRequest},
 		{"broadcast without template", func() error {
 			_, err := c.Broadcast(ctx, biway.Broadcast{Destinataires: []biway.Recipient{{To: rcsNumber, Reference: "r"}}})
 			return err
