@@ -50,12 +50,19 @@ const (
 
 // Limits of the simulated service.
 const (
-	MaxBroadcast     = 10000
-	MaxConversation  = 10
-	ReasonNotMobile  = "numero invalide"
-	ReasonNoRef      = "reference manquante"
-	ReasonUnreached  = "numero injoignable"
-	ReasonNoRCS      = "terminal non compatible RCS"
+	MaxBroadcast    = 10000
+	MaxConversation = 10
+)
+
+// Reasons the simulator gives for a refused recipient or a failed message.
+const (
+	ReasonNotMobile = "numero invalide"
+	ReasonNoRef     = "reference manquante"
+	ReasonUnreached = "numero injoignable"
+	ReasonNoRCS     = "terminal non compatible RCS"
+)
+
+const (
 	maxRequestBody   = 8 << 20
 	callbackTimeout  = 5 * time.Second
 	defaultAPIKey    = "biwaysim-api-key"
