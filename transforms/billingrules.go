@@ -1,8 +1,10 @@
 package transforms
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strconv"
 	"strings"
@@ -148,12 +150,27 @@ func checkPattern(p string) error {
 // Every error names the line at fault: an unknown key, a missing, empty or
 // malformed pattern, a pattern given twice, an unknown bill, an empty table.
 func ParseBillingRules(data []byte) (BillingRules, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("billing rules: %w", err)
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, errors.New("billing rules: empty file, want a \"rules:\" list")
+	}
+	// A second document would be ignored: most likely a paste gone wrong.
+	for {
+		var more yaml.Node
+		err := dec.Decode(&more)
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("billing rules: %w", err)
+		}
+		if len(more.Content) > 0 && more.Content[0].Tag != "!!null" { // a bare "---" at the end is no table
+			return nil, fmt.Errorf("billing rules: line %d: a second YAML document, want one table", more.Content[0].Line)
+		}
 	}
 	root := doc.Content[0]
 	if root.Kind != yaml.MappingNode {

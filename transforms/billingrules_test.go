@@ -58,6 +58,9 @@ rules:
     bill: monthly
 `))
 	require.NoError(t, err)
+	bom, err := ParseBillingRules([]byte("\xEF\xBB\xBFrules:\n  - {match: \"*-S\", bill: once}\n---\n"))
+	require.NoError(t, err, "a byte order mark from a Windows editor, an explicit end of document")
+	require.Equal(t, BillingRules{{Pattern: "*-S", Kind: BillingOnce, Line: 2}}, bom)
 	require.Equal(t, BillingRules{
 		{Pattern: "IN-*-S", Kind: BillingOnce, Line: 3},
 		{Pattern: "*-AMA", Kind: BillingAnnual, Line: 5},
@@ -92,6 +95,7 @@ rules:
 		{"key twice", "rules:\n  - match: \"*-S\"\n    bill: once\n    bill: never\n", "line 4: bill given twice"},
 		{"rules twice", "rules:\n  - {match: a, bill: once}\nrules:\n  - {match: b, bill: once}\n", "line 3: rules given twice"},
 		{"not YAML", "rules: [\n", "billing rules: yaml:"},
+		{"two documents", "rules:\n  - {match: a, bill: once}\n---\nrules:\n  - {match: b, bill: once}\n", "line 4: a second YAML document"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
