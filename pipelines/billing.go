@@ -156,6 +156,7 @@ type BillingStore interface {
 	SetBillingPending(ctx context.Context, period, lastErr string, attempts int, at time.Time) error
 	ClearBillingPending(ctx context.Context, period string) error
 	BillingPending(ctx context.Context) ([]store.PendingRun, error)
+	FreezeBillingRules(ctx context.Context, period, rules string, at time.Time) (string, error)
 }
 
 // Billing builds and uploads the monthly file of clients to bill.
@@ -165,9 +166,12 @@ type Billing struct {
 	Uploader  FileUploader // nil: uploads are off (dry runs still work)
 	Pub       ContextPublisher
 	CSV       transforms.CSVOptions
-	Metrics   *BillingMetrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Rules decide how each prestation code is billed; nil means transforms.DefaultBillingRules. The
+	// table in force when a period is first built is frozen with it, as its catalogue prices are.
+	Rules   transforms.BillingRules
+	Metrics *BillingMetrics
+	Log     *slog.Logger
+	Now     func() time.Time
 	// UploadAttempts and UploadBackoff bound the retries of one run on transient SFTP failures.
 	UploadAttempts int
 	UploadBackoff  time.Duration
@@ -181,6 +185,10 @@ type BillingMetrics struct {
 	rows       prometheus.Counter
 	lastUpload *prometheus.GaugeVec
 	pending    prometheus.Gauge
+	// unknownCodes is a gauge, not a counter: it says whether the file as last built holds codes no
+	// rule names, so it falls back to 0 once finance adds a rule, and rebuilding a period (dry runs,
+	// retries) does not count the same codes again.
+	unknownCodes prometheus.Gauge
 }
 
 // NewBillingMetrics registers the billing metrics.
@@ -194,11 +202,13 @@ func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 			Help: "Unix time of the last successful upload, by period (YYYY-MM)."}, []string{"period"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "pending_periods",
 			Help: "Periods whose upload keeps failing and will be retried."}),
+		unknownCodes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "unknown_codes",
+			Help: "Distinct prestation codes that no billing rule names in the last file built (billed monthly)."}),
 	}
 	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error"} {
 		m.runs.WithLabelValues(o)
 	}
-	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending)
+	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending, m.unknownCodes)
 	return m
 }
 
@@ -218,28 +228,36 @@ type Report struct {
 	SHA256     string `json:"sha256"`
 	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run
 	CSV        string `json:"csv,omitempty"`
+	// What the file bills, for a person to read before it goes out; empty when already_uploaded.
+	PerKind         map[transforms.BillingKind]int `json:"per_kind,omitempty"`      // rows by billing kind
+	UnknownCodes    []string                       `json:"unknown_codes,omitempty"` // billed monthly: no rule names them
+	Clients         int                            `json:"clients,omitempty"`
+	TotalHTCents    transforms.Cents               `json:"total_ht_cents,omitempty"`
+	WithoutIdentity int                            `json:"without_identity,omitempty"` // clients billed with no name, company nor email
 }
 
 // FileName is the partner's name for a period's file.
 func FileName(p transforms.Period) string { return "clients_a_facturer_" + p.String() + ".csv" }
 
-// Build renders the period's file from the ledger. The catalogue prices used are frozen per period
-// the first time it is built, so the same period always yields the same bytes.
-func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, int, error) {
+// Build renders the period's file from the ledger, with what it bills. The catalogue prices and the
+// rule table used are frozen per period the first time it is built, so the same period always
+// yields the same bytes.
+func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, transforms.BillingReport, error) {
+	var none transforms.BillingReport
 	ledger, err := b.Store.ListState(ctx, nsBillingLedger)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read ledger: %w", err)
+		return nil, none, fmt.Errorf("read ledger: %w", err)
 	}
 	clients, err := b.Store.ListState(ctx, nsShopAppClients)
 	if err != nil {
-		return nil, 0, fmt.Errorf("read clients: %w", err)
+		return nil, none, fmt.Errorf("read clients: %w", err)
 	}
 	ifaces := make([]transforms.BillableInterface, 0, len(ledger))
 	codes := map[string]bool{}
 	for key, raw := range ledger {
 		var e LedgerEntry
 		if err := json.Unmarshal(raw, &e); err != nil {
-			return nil, 0, fmt.Errorf("decode ledger entry %s: %w", key, err)
+			return nil, none, fmt.Errorf("decode ledger entry %s: %w", key, err)
 		}
 		bi := transforms.BillableInterface{Key: key, Source: transforms.SourceShopApp, CreatedAt: e.CreatedAt,
 			AccessEndsAt: e.AccessEndsAt, Installing: e.Status == int(shopapp.StatusInstalling)}
@@ -256,19 +274,63 @@ func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, int, 
 		ifaces = append(ifaces, bi)
 	}
 	sort.Slice(ifaces, func(i, j int) bool { return ifaces[i].Key < ifaces[j].Key })
+	rules, err := b.rules(ctx, p)
+	if err != nil {
+		return nil, none, err
+	}
 	catalogue, err := b.catalogue(ctx, p, codes)
 	if err != nil {
-		return nil, 0, err
+		return nil, none, err
 	}
-	rows, err := transforms.BillingRows(p, frtime.Paris(), ifaces, catalogue)
+	rep, err := transforms.BillingRows(p, frtime.Paris(), ifaces, catalogue, rules)
 	if err != nil {
-		return nil, 0, fmt.Errorf("billing rows: %w", err)
+		return nil, none, fmt.Errorf("billing rows: %w", err)
 	}
-	data, err := transforms.EncodeBillingCSV(rows, b.CSV)
+	data, err := transforms.EncodeBillingCSV(rep.Rows, b.CSV)
 	if err != nil {
-		return nil, 0, fmt.Errorf("encode billing file: %w", err)
+		return nil, none, fmt.Errorf("encode billing file: %w", err)
 	}
-	return data, len(rows), nil
+	if b.Metrics != nil {
+		b.Metrics.unknownCodes.Set(float64(len(rep.Unknown)))
+	}
+	if len(rep.Unknown) > 0 {
+		// Codes come from the partner's catalogue, not from a person: safe to log.
+		b.Log.Warn("billing: codes no rule names, billed monthly", "period", p.String(), "codes", rep.Unknown)
+	}
+	return data, rep, nil
+}
+
+// rules returns the rule table of period p: the one frozen when p was first built, else the
+// configured one, which it freezes.
+func (b *Billing) rules(ctx context.Context, p transforms.Period) (transforms.BillingRules, error) {
+	current := b.Rules
+	if len(current) == 0 {
+		current = transforms.DefaultBillingRules()
+	}
+	if err := current.Validate(); err != nil {
+		return nil, err
+	}
+	text := current.String()
+	frozen, err := b.Store.FreezeBillingRules(ctx, p.String(), text, b.now())
+	if err != nil {
+		return nil, err
+	}
+	if frozen == text {
+		return current, nil
+	}
+	rules, err := transforms.ParseBillingRules([]byte(frozen))
+	if err != nil {
+		return nil, fmt.Errorf("billing rules frozen for %s: %w", p, err)
+	}
+	b.Log.Warn("billing: the period keeps the rules frozen when it was first built, not the configured ones", "period", p.String())
+	return rules, nil
+}
+
+func (b *Billing) now() time.Time {
+	if b.Now == nil {
+		return time.Now()
+	}
+	return b.Now()
 }
 
 func (b *Billing) catalogue(ctx context.Context, p transforms.Period, codes map[string]bool) (map[string]transforms.CatalogueItem, error) {
@@ -320,13 +382,16 @@ func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) 
 			return rep, nil
 		}
 	}
-	data, rows, err := b.Build(ctx, p)
+	data, built, err := b.Build(ctx, p)
 	if err != nil {
 		b.Metrics.runs.WithLabelValues("error").Inc()
 		return rep, err
 	}
+	rows := len(built.Rows)
 	sum := sha256.Sum256(data)
 	rep.Rows, rep.Bytes, rep.SHA256 = rows, len(data), hex.EncodeToString(sum[:])
+	rep.PerKind, rep.UnknownCodes, rep.Clients = built.PerKind, built.Unknown, built.Clients
+	rep.TotalHTCents, rep.WithoutIdentity = built.TotalHT, built.WithoutIdentity
 	if opt.DryRun {
 		rep.Outcome, rep.CSV = "dry_run", string(data)
 		b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
@@ -343,7 +408,7 @@ func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) 
 		}
 		return rep, fmt.Errorf("upload %s: %w", rep.FileName, err)
 	}
-	now := b.Now().UTC()
+	now := b.now().UTC()
 	rep.RemotePath, rep.Outcome = res.RemotePath, "uploaded"
 	if err := b.Store.RecordUpload(ctx, store.Upload{Period: p.String(), RemotePath: res.RemotePath, SHA256: rep.SHA256, Rows: rows, Bytes: int64(len(data)), UploadedAt: now}); err != nil {
 		return rep, fmt.Errorf("record upload: %w", err)
@@ -402,7 +467,7 @@ func (b *Billing) markPending(ctx context.Context, p transforms.Period, cause er
 			attempts = r.Attempts + 1
 		}
 	}
-	if err := b.Store.SetBillingPending(ctx, p.String(), cause.Error(), attempts, b.Now()); err != nil {
+	if err := b.Store.SetBillingPending(ctx, p.String(), cause.Error(), attempts, b.now()); err != nil {
 		return err
 	}
 	b.refreshPending(ctx)
@@ -439,7 +504,7 @@ func (b *Billing) RetryPending(ctx context.Context) {
 func (b *Billing) Schedule(ctx context.Context, spec string, retryEvery time.Duration) error {
 	c := cron.New(cron.WithLocation(frtime.Paris()))
 	if _, err := c.AddFunc(spec, func() {
-		p := PeriodOf(b.Now()).Previous()
+		p := PeriodOf(b.now()).Previous()
 		if _, err := b.Run(ctx, p, RunOptions{}); err != nil {
 			b.Log.Error("scheduled billing run failed; the period stays pending", "period", p.String(), "error", err)
 		}

@@ -36,7 +36,7 @@ var october = transforms.Period{Year: 2026, Month: time.October}
 
 const (
 	goldenPipelineFile = "golden_pipeline_2026-10.csv"
-	goldenPipelineRows = 14
+	goldenPipelineRows = 11
 	octoberFile        = "clients_a_facturer_2026-10.csv"
 )
 
@@ -81,14 +81,21 @@ func (l ledgerEvent) prest(code, ref, ordered, cancelled string) *pipelines.Pres
 	return p
 }
 
-// goldenLedgerEvents is what the poller would have published over the life of seven interfaces:
-//   - sa-1001, active since 2025, an option cancelled on 20 October and a code ordered twice (once in October);
+// goldenLedgerEvents is what the poller would have published over the life of eight interfaces,
+// billed under the default rules (setups *-S once, *-AMM monthly, *-AMA annual):
+//   - sa-1001, active since 2025: its setup not billed again, an option of no known kind (MO-SEO-M,
+//     billed monthly and reported) cancelled on 20 October, a one-time module ordered twice, in
+//     September (not billed again) and in October (billed);
+//   - sa-1002, deletion requested on 15 October: access until 1 November, the whole month billed;
+//     its annual subscription, ordered in June, is off its anniversary;
 //   - sa-1002, deletion requested on 15 October: access until 1 November, the whole month billed;
 //   - sa-1003, deletion requested in September: access cut on 1 October, not billed;
 //   - sa-1004, still installing: not billed;
 //   - sa-1005, new on 15 October, installed the next day: billed from the 15th;
 //   - sa-1006, deletion requested in August, reactivated in September: billed;
-//   - sa-1007, deletion requested on 5 October and done early, at noon on the 20th: billed to the 20th.
+//   - sa-1007, deletion requested on 5 October and done early, at noon on the 20th: billed to the 20th;
+//   - sa-1008, since 7 October 2025: its annual subscription on its anniversary, two exemplaires of a
+//     monthly subscription, one cancelled on 12 October.
 func goldenLedgerEvents(t testing.TB) []pipelines.ShopAppEvent {
 	l := ledgerEvent{t}
 	const (
@@ -97,7 +104,7 @@ func goldenLedgerEvents(t testing.TB) []pipelines.ShopAppEvent {
 		added      = pipelines.EventPrestationAdded
 		cancelledE = pipelines.EventPrestationCancelled
 	)
-	c1, c2, c3, c4, c5, c6, c7 := "2025-03-12 10:00", "2024-06-01 08:00", "2023-01-01 00:00", "2026-10-28 09:00", "2026-10-15 09:00", "2025-01-10 12:00", "2025-05-05 15:00"
+	c1, c2, c3, c4, c5, c6, c7, c8 := "2025-03-12 10:00", "2024-06-01 08:00", "2023-01-01 00:00", "2026-10-28 09:00", "2026-10-15 09:00", "2025-01-10 12:00", "2025-05-05 15:00", "2025-10-07 11:00"
 	return []pipelines.ShopAppEvent{
 		l.ev(created, "sa-1001", 1, c1, "2025-03-12 10:05", "", nil),
 		l.ev(added, "sa-1001", 1, c1, "2025-03-12 10:05", "", l.prest("IN-BTQST-S", "r1001a", c1, "")),
@@ -138,6 +145,12 @@ func goldenLedgerEvents(t testing.TB) []pipelines.ShopAppEvent {
 		l.ev(added, "sa-1007", 1, c7, "2025-05-05 15:05", "", l.prest("IN-BTQZ-AMM", "r1007b", c7, "")),
 		l.ev(status, "sa-1007", 2, c7, "2026-10-05 09:05", "2027-01-03 09:00", nil, 1),
 		l.ev(status, "sa-1007", 0, c7, "2026-10-20 12:05", "2026-10-20 12:00", nil, 2),
+
+		l.ev(created, "sa-1008", 1, c8, "2025-10-07 11:05", "", nil),
+		l.ev(added, "sa-1008", 1, c8, "2025-10-07 11:05", "", l.prest("IN-BTQZ-AMA", "r1008a", c8, "")),
+		l.ev(added, "sa-1008", 1, c8, "2025-10-07 11:05", "", l.prest("IN-CAISSE-AMM", "r1008b", c8, "")),
+		l.ev(added, "sa-1008", 1, c8, "2026-03-02 10:05", "", l.prest("IN-CAISSE-AMM", "r1008c", "2026-03-02 10:00", "")),
+		l.ev(cancelledE, "sa-1008", 1, c8, "2026-10-12 16:05", "", l.prest("IN-CAISSE-AMM", "r1008c", "2026-03-02 10:00", "2026-10-12 16:00")),
 	}
 }
 
@@ -165,6 +178,7 @@ func recordGoldenClients(t testing.TB, st pipelines.ClientRecorder) {
 		"sa-1003": {Company: "Ancien Client", LastName: "Bernard"},
 		"sa-1006": {Company: "-50% Déco", LastName: "Martin", FirstName: "Léa", Email: "lea@50deco.example"},
 		"sa-1007": {Company: "@Pressing", LastName: "Moreau", FirstName: "Hugo", Email: "hugo@pressing.example"},
+		"sa-1008": {Company: "Fleurs & Co", LastName: "Garnier", FirstName: "Inès", Email: "ines@fleurs.example"},
 	} {
 		require.NoError(t, pipelines.RecordClient(ctx, st, key, c))
 	}
@@ -199,13 +213,14 @@ func TestBillingBuildGolden(t *testing.T) {
 	st := newGoldenStore(t)
 	b := newBilling(t, st, newSimClient(t, sim, 1), prometheus.NewRegistry())
 
-	got, rows, err := b.Build(ctx, october)
+	got, rep, err := b.Build(ctx, october)
 	require.NoError(t, err)
 	if updateGolden() {
 		require.NoError(t, os.WriteFile(goldenPipelinePath(), got, 0o644))
 	}
 	require.Equal(t, string(readGolden(t)), string(got))
-	require.Equal(t, goldenPipelineRows, rows)
+	require.Len(t, rep.Rows, goldenPipelineRows)
+	requireGoldenReport(t, rep)
 	require.True(t, strings.HasPrefix(string(got), "periode;reference_client;societe;nom;prenom;email;source;code_prestation;libelle;"+
 		"quantite;prix_unitaire_ht;montant_ht;date_debut;date_fin\r\n"))
 	// CSV injection: the company is written with a leading quote, the row otherwise intact.
@@ -218,9 +233,10 @@ func TestBillingBuildGolden(t *testing.T) {
 	require.Contains(t, string(got), "2026-10;sa-1007;'@Pressing;Moreau;Hugo;hugo@pressing.example;shopapp;IN-BTQZ-AMM;Abonnement boutique mensuel;1;59.90;59.90;2026-10-01;2026-10-20\r\n")
 
 	// The same period always gives the same bytes: built again, and after every event came again.
-	again, _, err := b.Build(ctx, october)
+	again, rep, err := b.Build(ctx, october)
 	require.NoError(t, err)
 	require.Equal(t, string(got), string(again))
+	requireGoldenReport(t, rep)
 	applyEvents(t, st, goldenLedgerEvents(t))
 	again, _, err = b.Build(ctx, october)
 	require.NoError(t, err)
@@ -244,6 +260,108 @@ func TestBillingBuildGolden(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(nov), ";IN-BTQZ-AMM;Abonnement boutique mensuel;1;69.90;69.90;2026-11-01;2026-11-30\r\n")
 	require.NotContains(t, string(nov), "sa-1002", "access cut on 1 November: not billed in November")
+}
+
+// requireGoldenReport checks what the golden October file bills, row by row as the default rules
+// decide (see goldenLedgerEvents).
+func requireGoldenReport(t testing.TB, rep transforms.BillingReport) {
+	t.Helper()
+	type row struct{ client, code, from, to string }
+	var got []row
+	for _, r := range rep.Rows {
+		got = append(got, row{r.ClientRef, r.Code, r.StartDate, r.EndDate})
+	}
+	require.Equal(t, []row{
+		{"sa-1001", "IN-BTQZ-AMM", "2026-10-01", "2026-10-31"},     // monthly
+		{"sa-1001", "MO-SEO-M", "2026-10-01", "2026-10-20"},        // unknown: monthly, to its cancellation
+		{"sa-1001", "MO-TRADUCTION-S", "2026-10-14", "2026-10-14"}, // once: October's exemplaire only
+		{"sa-1002", "MO-NDD-A", "2026-10-01", "2026-10-31"},        // unknown: monthly
+		{"sa-1005", "IN-CAISSE-AMM", "2026-10-15", "2026-10-31"},   // monthly, from its order
+		{"sa-1005", "IN-CAISSE-S", "2026-10-15", "2026-10-15"},     // once: ordered in October
+		{"sa-1006", "IN-VITZ-AMM", "2026-10-01", "2026-10-31"},
+		{"sa-1007", "IN-BTQZ-AMM", "2026-10-01", "2026-10-20"},   // to the early deletion
+		{"sa-1008", "IN-BTQZ-AMA", "2026-10-01", "2026-10-31"},   // annual: its anniversary
+		{"sa-1008", "IN-CAISSE-AMM", "2026-10-01", "2026-10-31"}, // two exemplaires, by unique reference:
+		{"sa-1008", "IN-CAISSE-AMM", "2026-10-01", "2026-10-12"}, // r1008c, cancelled on the 12th
+	}, got)
+	require.Equal(t, map[transforms.BillingKind]int{transforms.BillingOnce: 2, transforms.BillingMonthly: 8, transforms.BillingAnnual: 1}, rep.PerKind)
+	require.Equal(t, []string{"MO-NDD-A", "MO-SEO-M"}, rep.Unknown)
+	require.Equal(t, 6, rep.Clients)
+	require.Equal(t, 1, rep.WithoutIdentity, "sa-1005, ordered outside passerelle")
+	// 59.90 + 24.99 + 80 + 12.50 + 39.90 + 390 + 29.90 + 59.90 + 599 + 2 × 39.90
+	require.Equal(t, transforms.Cents(137589), rep.TotalHT)
+}
+
+// TestBillingRulesFrozen: the rule table in force when a period is first built stays its table, as
+// its prices do; the next period takes the configured one. A table that no longer parses or an
+// invalid configured one is an error, never a silent default.
+func TestBillingRulesFrozen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sim := startSim(t, nil)
+	st := newGoldenStore(t)
+	reg := prometheus.NewRegistry()
+	b := newBilling(t, st, newSimClient(t, sim, 1), reg)
+	golden := readGolden(t)
+
+	got, _, err := b.Build(ctx, october)
+	require.NoError(t, err)
+	require.Equal(t, string(golden), string(got))
+	frozen, _, ok, err := st.BillingRulesFor(ctx, october.String())
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, transforms.DefaultBillingRules().String(), frozen, "a nil Rules is the default table")
+	unknown, ok := gathered(t, reg, "passerelle_billing_unknown_codes", nil)
+	require.True(t, ok)
+	require.Equal(t, 2.0, unknown)
+
+	// Finance now names every code: site subscriptions free, everything else monthly.
+	b.Rules, err = transforms.ParseBillingRules([]byte(`rules:
+  - match: "IN-VITZ-*"
+    bill: never
+  - match: "*"
+    bill: monthly
+`))
+	require.NoError(t, err)
+	again, rep, err := b.Build(ctx, october)
+	require.NoError(t, err)
+	require.Equal(t, string(golden), string(again), "October keeps the rules it was first built with")
+	require.Equal(t, []string{"MO-NDD-A", "MO-SEO-M"}, rep.Unknown)
+
+	nov, rep, err := b.Build(ctx, transforms.Period{Year: 2026, Month: time.November})
+	require.NoError(t, err)
+	require.NotContains(t, string(nov), ";IN-VITZ-AMM;", "November follows the new table")
+	require.Contains(t, string(nov), ";sa-1008;Fleurs & Co;Garnier;Inès;ines@fleurs.example;shopapp;IN-BTQZ-AMA;Abonnement boutique annuel;1;599.00;599.00;2026-11-01;2026-11-30\r\n",
+		"an annual code billed monthly by the new table")
+	require.Empty(t, rep.Unknown)
+	unknown, _ = gathered(t, reg, "passerelle_billing_unknown_codes", nil)
+	require.Zero(t, unknown, "the gauge follows the last file built")
+	frozen, _, _, err = st.BillingRulesFor(ctx, "2026-11")
+	require.NoError(t, err)
+	require.Equal(t, b.Rules.String(), frozen)
+
+	// The dry run's report carries what the file bills.
+	b.Rules = nil
+	dry, err := b.Run(ctx, october, pipelines.RunOptions{DryRun: true})
+	require.NoError(t, err)
+	require.Equal(t, map[transforms.BillingKind]int{transforms.BillingOnce: 2, transforms.BillingMonthly: 8, transforms.BillingAnnual: 1}, dry.PerKind)
+	require.Equal(t, []string{"MO-NDD-A", "MO-SEO-M"}, dry.UnknownCodes)
+	require.Equal(t, 6, dry.Clients)
+	require.Equal(t, 1, dry.WithoutIdentity)
+	require.Equal(t, transforms.Cents(137589), dry.TotalHTCents)
+
+	b.Rules = transforms.BillingRules{{Pattern: "*-S", Kind: "weekly"}}
+	_, _, err = b.Build(ctx, transforms.Period{Year: 2026, Month: time.December})
+	require.ErrorContains(t, err, `unknown bill "weekly"`)
+	_, _, ok, err = st.BillingRulesFor(ctx, "2026-12")
+	require.NoError(t, err)
+	require.False(t, ok, "an invalid table is not frozen")
+
+	b.Rules = nil
+	_, err = st.FreezeBillingRules(ctx, "2027-01", "rules: [", time.Now())
+	require.NoError(t, err)
+	_, _, err = b.Build(ctx, transforms.Period{Year: 2027, Month: time.January})
+	require.ErrorContains(t, err, "billing rules frozen for 2027-01")
 }
 
 func TestAccessCut(t *testing.T) {
@@ -507,6 +625,7 @@ func testBillingRunContract(t *testing.T, d *depot) {
 	require.Equal(t, "dry_run", rep.Outcome)
 	require.Equal(t, string(golden), rep.CSV)
 	require.Equal(t, goldenPipelineRows, rep.Rows)
+	require.Equal(t, []string{"MO-NDD-A", "MO-SEO-M"}, rep.UnknownCodes)
 	require.Equal(t, sha(golden), rep.SHA256)
 	require.Equal(t, octoberFile, rep.FileName)
 	require.Empty(t, depotFiles(t, d.localDir))

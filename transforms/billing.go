@@ -145,60 +145,100 @@ type BillingRow struct {
 // dateLayout is how billing dates are written.
 const dateLayout = "2006-01-02"
 
-// BillingRows lists what is billed for period p, in loc.
+// BillingReport is what BillingRows bills for a period, with what finance
+// must see before the file goes out.
+type BillingReport struct {
+	Rows []BillingRow
+	// PerKind counts rows by the kind that billed them; a code no rule names
+	// counts as BillingMonthly, the kind it is billed as.
+	PerKind map[BillingKind]int
+	// Unknown lists, sorted and once each, the billed codes no rule names.
+	Unknown []string
+	Clients int   // distinct reference_client values in Rows
+	TotalHT Cents // sum of the rows' montant_ht
+	// WithoutIdentity counts the billed clients with no company, last name,
+	// first name nor email: their rows are written all the same.
+	WithoutIdentity int
+}
+
+// BillingRows lists what is billed for period p, in loc, under rules.
 //
-// An interface is billed when it is not installing, was created before the
+// An interface is billable when it is not installing, was created before the
 // period ends and its access had not ended when the period started. Each of
-// its prestation occurrences is billed when ordered before the period ends,
-// not cancelled by the time it starts, and still running after the later of
-// its order and the period start. date_debut is the later of the order date
-// and the period start; date_fin the last day before the earliest of the
-// cancellation, the access end and the period end (those are instants
-// something stops, so a cut on the 1st at 00:00 ends the day before). Rows
-// are sorted by reference_client, code_prestation, date_debut, then unique
-// reference. A billed code missing from catalogue is an error, as are an
-// empty interface key, an unknown source and a unique reference billed twice
-// on one interface, since each would put a wrong line on an invoice.
-func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catalogue map[string]CatalogueItem) ([]BillingRow, error) {
+// its prestation occurrences is billed as the first rule matching its code
+// says (monthly, and reported, when none does), counting from its order: the
+// prestation's OrderedAt, or the interface's CreatedAt when it has none.
+//   - once: in the month of its order, unless cancelled before that month
+//     ends, on the day of its order (date_debut = date_fin);
+//   - monthly: in every month from that of its order while it runs;
+//   - annual: in the month of its order and in each anniversary month while
+//     it runs;
+//   - never: not billed.
+//
+// A monthly or annual occurrence runs in the period when ordered before it
+// ends, not cancelled by the time it starts, and still running after the
+// later of its order and the period start. Its date_debut is the later of
+// the order and the period start; its date_fin the last day before the
+// earliest of the cancellation, the access end and the period end (those are
+// instants something stops, so a cut on the 1st at 00:00 ends the day
+// before). With no rules at all, every code is billed monthly and reported.
+// Rows are sorted by reference_client, code_prestation, date_debut,
+// then unique reference. A billed code missing from catalogue is an error, as
+// are an empty interface key, an unknown source and a unique reference billed
+// twice on one interface, since each would put a wrong line on an invoice.
+func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catalogue map[string]CatalogueItem, rules BillingRules) (BillingReport, error) {
 	if loc == nil {
 		loc = time.UTC
 	}
+	if len(rules) > 0 {
+		// A hand-built table with an unknown kind would drop its codes silently.
+		if err := rules.Validate(); err != nil {
+			return BillingReport{}, fmt.Errorf("billing %s: %w", p, err)
+		}
+	}
 	start, end := p.Bounds(loc)
-	var rows []BillingRow
+	rep := BillingReport{PerKind: map[BillingKind]int{}}
+	unknown := map[string]bool{}
 	for _, in := range ifaces {
 		if in.Installing || !in.CreatedAt.Before(end) || (in.AccessEndsAt != nil && !in.AccessEndsAt.After(start)) {
 			continue
 		}
 		if in.Key == "" {
-			return nil, fmt.Errorf("billing %s: interface with an empty key", p)
+			return BillingReport{}, fmt.Errorf("billing %s: interface with an empty key", p)
 		}
 		if in.Source != SourceShopApp && in.Source != SourceSimplebo {
-			return nil, fmt.Errorf("billing %s: interface %s: unknown source %q", p, in.Key, in.Source)
+			return BillingReport{}, fmt.Errorf("billing %s: interface %s: unknown source %q", p, in.Key, in.Source)
 		}
 		seen := make(map[string]bool, len(in.Prestations))
 		for _, pr := range in.Prestations {
-			from := later(pr.OrderedAt, start)
-			until := end
-			if pr.CancelledAt != nil {
-				until = earlier(until, *pr.CancelledAt)
+			rule, known := rules.Match(pr.Code)
+			kind := rule.Kind
+			if !known {
+				kind = BillingMonthly
 			}
-			if in.AccessEndsAt != nil {
-				until = earlier(until, *in.AccessEndsAt)
+			ordered := pr.OrderedAt
+			if ordered.IsZero() {
+				ordered = in.CreatedAt
 			}
-			if !from.Before(until) {
+			from, until, ok := billedSpan(kind, ordered, pr.CancelledAt, in.AccessEndsAt, start, end, loc)
+			if !ok {
 				continue
 			}
 			item, ok := catalogue[pr.Code]
 			if !ok {
-				return nil, fmt.Errorf("billing %s: interface %s: prestation code %q not in the catalogue", p, in.Key, pr.Code)
+				return BillingReport{}, fmt.Errorf("billing %s: interface %s: prestation code %q not in the catalogue", p, in.Key, pr.Code)
 			}
 			if pr.UniqueRef != "" {
 				if seen[pr.UniqueRef] {
-					return nil, fmt.Errorf("billing %s: interface %s: unique reference %q listed twice", p, in.Key, pr.UniqueRef)
+					return BillingReport{}, fmt.Errorf("billing %s: interface %s: unique reference %q listed twice", p, in.Key, pr.UniqueRef)
 				}
 				seen[pr.UniqueRef] = true
 			}
-			rows = append(rows, BillingRow{
+			if !known {
+				unknown[pr.Code] = true
+			}
+			rep.PerKind[kind]++
+			rep.Rows = append(rep.Rows, BillingRow{
 				Period:    p.String(),
 				ClientRef: in.Key,
 				Company:   in.Company,
@@ -220,7 +260,7 @@ func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catal
 	}
 	// Stable, so that rows equal on every key keep the input order and the
 	// same input always gives the same file.
-	slices.SortStableFunc(rows, func(a, b BillingRow) int {
+	slices.SortStableFunc(rep.Rows, func(a, b BillingRow) int {
 		return cmp.Or(
 			strings.Compare(a.ClientRef, b.ClientRef),
 			strings.Compare(a.Code, b.Code),
@@ -229,7 +269,59 @@ func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catal
 			strings.Compare(a.EndDate, b.EndDate),
 		)
 	})
-	return rows, nil
+	clients := map[string]bool{}
+	for _, r := range rep.Rows {
+		rep.TotalHT += r.Amount
+		if clients[r.ClientRef] {
+			continue
+		}
+		clients[r.ClientRef] = true
+		if r.Company == "" && r.LastName == "" && r.FirstName == "" && r.Email == "" {
+			rep.WithoutIdentity++
+		}
+	}
+	rep.Clients = len(clients)
+	for code := range unknown {
+		rep.Unknown = append(rep.Unknown, code)
+	}
+	slices.Sort(rep.Unknown)
+	return rep, nil
+}
+
+// billedSpan is the half-open span [from, until) an occurrence of kind,
+// ordered at ordered, is billed for in the period [start, end); ok is false
+// when it is not billed in it. The interface is billable in the period.
+func billedSpan(kind BillingKind, ordered time.Time, cancelled, accessEnds *time.Time, start, end time.Time, loc *time.Location) (from, until time.Time, ok bool) {
+	from, until = later(ordered, start), end
+	if cancelled != nil {
+		until = earlier(until, *cancelled)
+	}
+	if accessEnds != nil {
+		until = earlier(until, *accessEnds)
+	}
+	if !from.Before(until) {
+		return time.Time{}, time.Time{}, false // ordered after the period, or stopped before it or before the order
+	}
+	switch kind {
+	case BillingOnce:
+		if ordered.Before(start) || (cancelled != nil && cancelled.Before(end)) {
+			return time.Time{}, time.Time{}, false
+		}
+		// A one-off is billed for the day it was ordered, not for a span.
+		day := ordered.In(loc)
+		from = time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, loc)
+		return from, from.AddDate(0, 0, 1), true
+	case BillingMonthly:
+		return from, until, true
+	case BillingAnnual:
+		// Ordered before the period and not in its month: not an anniversary.
+		if ordered.Before(start) && ordered.In(loc).Month() != start.In(loc).Month() {
+			return time.Time{}, time.Time{}, false
+		}
+		return from, until, true
+	default: // BillingNever; Validate refuses any other kind
+		return time.Time{}, time.Time{}, false
+	}
 }
 
 func later(a, b time.Time) time.Time {

@@ -235,10 +235,10 @@ func TestBillingRows(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rows, err := BillingRows(oct, paris(t), []BillableInterface{tt.in}, testCatalogue)
+			rep, err := BillingRows(oct, paris(t), []BillableInterface{tt.in}, testCatalogue, DefaultBillingRules())
 			require.NoError(t, err)
 			var got []span
-			for _, r := range rows {
+			for _, r := range rep.Rows {
 				got = append(got, span{r.StartDate, r.EndDate})
 				require.Equal(t, BillingRow{
 					Period: "2026-10", ClientRef: "SA-1", Company: "ACME", LastName: "Dupont", FirstName: "Jean",
@@ -288,9 +288,9 @@ func TestBillingRowsErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			rows, err := BillingRows(oct, paris(t), []BillableInterface{tt.in}, testCatalogue)
+			rep, err := BillingRows(oct, paris(t), []BillableInterface{tt.in}, testCatalogue, DefaultBillingRules())
 			require.ErrorContains(t, err, tt.wantErr)
-			require.Nil(t, rows)
+			require.Zero(t, rep)
 		})
 	}
 
@@ -300,9 +300,9 @@ func TestBillingRowsErrors(t *testing.T) {
 		in := BillableInterface{Key: "SA-1", Source: SourceShopApp, CreatedAt: ordered, Prestations: []BillablePrestation{
 			{Code: "OLD", UniqueRef: "R1", OrderedAt: ordered, CancelledAt: ptr(at(t, "2025-06-01 00:00"))},
 		}}
-		rows, err := BillingRows(oct, paris(t), []BillableInterface{in, {Installing: true}}, testCatalogue)
+		rep, err := BillingRows(oct, paris(t), []BillableInterface{in, {Installing: true}}, testCatalogue, DefaultBillingRules())
 		require.NoError(t, err)
-		require.Empty(t, rows)
+		require.Empty(t, rep.Rows)
 	})
 }
 
@@ -359,9 +359,10 @@ func goldenInterfaces(t testing.TB) []BillableInterface {
 
 func TestBillingGolden(t *testing.T) {
 	t.Parallel()
-	rows, err := BillingRows(Period{2026, time.October}, paris(t), goldenInterfaces(t), testCatalogue)
+	rep, err := BillingRows(Period{2026, time.October}, paris(t), goldenInterfaces(t), testCatalogue, DefaultBillingRules())
 	require.NoError(t, err)
-	got, err := EncodeBillingCSV(rows, CSVOptions{})
+	require.Equal(t, []string{"AB-SITE", "OPT-MAIL", "OPT-SEO"}, rep.Unknown, "the test catalogue's subscriptions follow no partner naming")
+	got, err := EncodeBillingCSV(rep.Rows, CSVOptions{})
 	require.NoError(t, err)
 
 	path := filepath.Join("..", "testdata", "billing", "golden_2026-10.csv")
@@ -377,9 +378,9 @@ func TestBillingGolden(t *testing.T) {
 	for i, j := 0, len(reversed)-1; i < j; i, j = i+1, j-1 {
 		reversed[i], reversed[j] = reversed[j], reversed[i]
 	}
-	rows2, err := BillingRows(Period{2026, time.October}, paris(t), reversed, testCatalogue)
+	rep2, err := BillingRows(Period{2026, time.October}, paris(t), reversed, testCatalogue, DefaultBillingRules())
 	require.NoError(t, err)
-	got2, err := EncodeBillingCSV(rows2, CSVOptions{})
+	got2, err := EncodeBillingCSV(rep2.Rows, CSVOptions{})
 	require.NoError(t, err)
 	require.Equal(t, string(got), string(got2))
 }

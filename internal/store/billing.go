@@ -150,3 +150,36 @@ func (s *Store) BillingPending(ctx context.Context) ([]PendingRun, error) {
 	}
 	return out, nil
 }
+
+// FreezeBillingRules makes rules the billing rule table of period unless one is already frozen, and
+// returns the table in force: rules when it was the first, the earlier one otherwise. Two replicas
+// building the same period at once get the same table.
+func (s *Store) FreezeBillingRules(ctx context.Context, period, rules string, at time.Time) (string, error) {
+	var frozen string
+	err := s.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.rebind(`
+			INSERT INTO billing_rules (period, rules, frozen_at_ms) VALUES (?, ?, ?)
+			ON CONFLICT (period) DO NOTHING`), period, rules, toMS(at)); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, s.rebind(`SELECT rules FROM billing_rules WHERE period = ?`), period).Scan(&frozen)
+	})
+	if err != nil {
+		return "", fmt.Errorf("freeze billing rules for %s: %w", period, err)
+	}
+	return frozen, nil
+}
+
+// BillingRulesFor returns the rule table frozen for period and when; ok is false if none is.
+func (s *Store) BillingRulesFor(ctx context.Context, period string) (rules string, frozenAt time.Time, ok bool, err error) {
+	var ms int64
+	err = s.rdb.QueryRowContext(ctx,
+		s.rebind(`SELECT rules, frozen_at_ms FROM billing_rules WHERE period = ?`), period).Scan(&rules, &ms)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", time.Time{}, false, nil
+	}
+	if err != nil {
+		return "", time.Time{}, false, fmt.Errorf("read billing rules for %s: %w", period, err)
+	}
+	return rules, fromMS(ms), true, nil
+}

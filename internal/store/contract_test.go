@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -430,6 +431,47 @@ func testBilling(t *testing.T, s *Store) {
 		require.NoError(t, err)
 		require.Len(t, got, 1)
 		assert.Equal(t, "2025-03", got[0].Period)
+	})
+
+	t.Run("frozen rules", func(t *testing.T) {
+		_, _, ok, err := s.BillingRulesFor(ctx, "2025-04")
+		require.NoError(t, err)
+		assert.False(t, ok, "nothing frozen yet")
+
+		first := "rules:\n  - match: \"*-S\"\n    bill: once\n"
+		got, err := s.FreezeBillingRules(ctx, "2025-04", first, base)
+		require.NoError(t, err)
+		assert.Equal(t, first, got)
+		got, err = s.FreezeBillingRules(ctx, "2025-04", "rules:\n  - match: \"*\"\n    bill: never\n", base.Add(time.Hour))
+		require.NoError(t, err)
+		assert.Equal(t, first, got, "the first table frozen stays")
+		rules, at, ok, err := s.BillingRulesFor(ctx, "2025-04")
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, first, rules)
+		assert.Equal(t, base, at)
+
+		// Writers racing on a new period all get the one table that won.
+		const n = 6
+		results := make([]string, n)
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i], errs[i] = s.FreezeBillingRules(ctx, "2025-05", fmt.Sprintf("table %d", i), base)
+			}()
+		}
+		wg.Wait()
+		for i := range n {
+			require.NoError(t, errs[i])
+			assert.Equal(t, results[0], results[i])
+		}
+		rules, _, ok, err = s.BillingRulesFor(ctx, "2025-05")
+		require.NoError(t, err)
+		require.True(t, ok)
+		assert.Equal(t, results[0], rules)
 	})
 }
 
