@@ -227,10 +227,11 @@ func billingFile(n int) ([]byte, error) {
 		}
 		ifaces = append(ifaces, in)
 	}
-	rows, err := transforms.BillingRows(period, loc, ifaces, catalogue)
+	rep, err := transforms.BillingRows(period, loc, ifaces, catalogue, transforms.DefaultBillingRules())
 	if err != nil {
 		return nil, err
 	}
+	rows := rep.Rows
 	if len(rows) != n {
 		return nil, fmt.Errorf("billing file: %d rows generated, want %d", len(rows), n)
 	}
