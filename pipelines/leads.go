@@ -89,7 +89,11 @@ func (in *LeadIngest) AcceptLead(ctx context.Context, l iciformation.Lead) error
 		in.yield.Stored()
 	}
 	in.metrics.Duration.Observe(time.Since(start).Seconds())
-	if err != nil {
+	switch {
+	case errors.Is(err, iciformation.ErrInvalidLead):
+		in.metrics.Rejected.Inc()
+		return err
+	case err != nil:
 		in.metrics.Failed.Inc()
 		return err
 	}

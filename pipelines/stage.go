@@ -43,6 +43,9 @@ const (
 	OutcomeFailed       = "failed"
 	OutcomeDuplicate    = "duplicate"
 	OutcomeDeadLettered = "dead_lettered"
+	// OutcomeRejected is a partner's bad record refused at the edge (a 400): their data, not a
+	// failure of ours, so it never counts toward StageFailing.
+	OutcomeRejected = "rejected"
 )
 
 // NewMetrics registers the stage metrics on reg.
@@ -50,7 +53,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "passerelle", Subsystem: "stage", Name: "messages_total",
-			Help: "Messages by pipeline, stage and outcome (in, out, failed, duplicate, dead_lettered).",
+			Help: "Messages by pipeline, stage and outcome (in, out, failed, duplicate, dead_lettered, rejected).",
 		}, []string{"pipeline", "stage", "outcome"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "passerelle", Subsystem: "stage", Name: "duration_seconds",
@@ -64,7 +67,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 
 // Init pre-creates the series of a stage so dashboards show zeros rather than gaps.
 func (m *Metrics) Init(pipeline, stage string) {
-	for _, o := range []string{OutcomeIn, OutcomeOut, OutcomeFailed, OutcomeDuplicate, OutcomeDeadLettered} {
+	for _, o := range []string{OutcomeIn, OutcomeOut, OutcomeFailed, OutcomeDuplicate, OutcomeDeadLettered, OutcomeRejected} {
 		m.messages.WithLabelValues(pipeline, stage, o)
 	}
 	m.duration.WithLabelValues(pipeline, stage)
@@ -73,8 +76,8 @@ func (m *Metrics) Init(pipeline, stage string) {
 // StageCounters are one stage's series, resolved once for a path too hot to look labels up on
 // every message.
 type StageCounters struct {
-	In, Out, Failed prometheus.Counter
-	Duration        prometheus.Observer
+	In, Out, Failed, Rejected prometheus.Counter
+	Duration                  prometheus.Observer
 }
 
 // Stage resolves (and creates) the series of a stage.
@@ -84,6 +87,7 @@ func (m *Metrics) Stage(pipeline, stage string) StageCounters {
 		In:       m.messages.WithLabelValues(pipeline, stage, OutcomeIn),
 		Out:      m.messages.WithLabelValues(pipeline, stage, OutcomeOut),
 		Failed:   m.messages.WithLabelValues(pipeline, stage, OutcomeFailed),
+		Rejected: m.messages.WithLabelValues(pipeline, stage, OutcomeRejected),
 		Duration: m.duration.WithLabelValues(pipeline, stage),
 	}
 }

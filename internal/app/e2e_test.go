@@ -164,6 +164,10 @@ func TestBadRequestsAreRejected(t *testing.T) {
 
 	require.Equal(t, float64(len(valid)), f.stageCount(t, "ingest", "out"), "only accepted posts are published")
 	require.Equal(t, float64(len(valid)), f.stageCount(t, "normalize", "in"))
+	// The lead with no usable contact is the partner's bad data: rejected, not a failure of ours
+	// (StageFailing must not fire on it).
+	require.Equal(t, float64(1), f.stageCount(t, "ingest", "rejected"))
+	require.Equal(t, float64(0), f.stageCount(t, "ingest", "failed"))
 	got := rcv.UniqueIDs()
 	require.Len(t, got, len(valid))
 	for _, b := range valid {
