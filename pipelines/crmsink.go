@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"strconv"
 	"sync"
@@ -74,6 +75,53 @@ type CRMSink struct {
 	Disabled    *prometheus.CounterVec
 	Log         *slog.Logger
 	Now         func() time.Time
+	// Health, when set, hears whether the delivery log could be written: while it cannot, the
+	// daemon takes no work (diskguard).
+	Health StoreHealth
+	// Sent remembers what was delivered in this process, so a delivery whose log could not be
+	// written is not sent again when its message comes back; nil: the log alone decides.
+	Sent *SentCache
+}
+
+// StoreHealth hears of the store's writes.
+type StoreHealth interface {
+	StoreFailed(error)
+	StoreOK()
+}
+
+// SentCache is a bounded memory of deliveries made, by event and endpoint. It only bridges a
+// failed write of the delivery log until the log is written again; it is emptied when full.
+type SentCache struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]struct{}
+}
+
+// NewSentCache remembers up to max deliveries.
+func NewSentCache(max int) *SentCache {
+	return &SentCache{max: max, seen: make(map[string]struct{}, min(max, 1024))}
+}
+
+func (c *SentCache) has(eventID, endpoint string) bool {
+	if c == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.seen[eventID+"\x00"+endpoint]
+	return ok
+}
+
+func (c *SentCache) add(eventID, endpoint string) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.seen) >= c.max {
+		clear(c.seen)
+	}
+	c.seen[eventID+"\x00"+endpoint] = struct{}{}
 }
 
 // EndpointID names an endpoint in the store and logs: its host and a digest of the full URL, which
@@ -260,6 +308,14 @@ func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body 
 	switch {
 	case prev.Delivered:
 		return nil
+	case r.Sent.has(ev.ID, id):
+		// Sent in this process, but its log was not written: log it now, send nothing.
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		r.attempts = append(r.attempts, store.Attempt{EventID: ev.ID, Endpoint: id, Status: http.StatusOK, Delivered: true, At: r.Now()})
+		prev.Delivered = true
+		r.prev[id][ev.ID] = prev
+		return nil
 	case off:
 		return r.hold(ev, id, reason)
 	case down:
@@ -281,6 +337,7 @@ func (r *crmRun) deliver(ctx context.Context, ev Event, rawURL, id string, body 
 	r.prev[id][ev.ID] = prev
 	if sendErr == nil {
 		r.down[id] = 0
+		r.Sent.add(ev.ID, id)
 		return nil
 	}
 	r.down[id]++
@@ -339,7 +396,13 @@ func (r *crmRun) record() error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.ctx), recordTimeout)
 	defer cancel()
 	if err := r.Store.RecordAttempts(ctx, r.attempts); err != nil {
+		if r.Health != nil {
+			r.Health.StoreFailed(err)
+		}
 		return fmt.Errorf("delivery log: %w", err)
+	}
+	if r.Health != nil && len(r.attempts) > 0 {
+		r.Health.StoreOK()
 	}
 	if r.OnDelivered == nil || len(r.delivered) == 0 {
 		return nil

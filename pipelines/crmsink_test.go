@@ -2,8 +2,10 @@ package pipelines_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -144,4 +147,87 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)
 	require.NoError(t, err)
 	require.Len(t, dls, 2, "a batch is acked once handled: nothing is dead-lettered twice")
+}
+
+// flakyLog is the real store whose delivery-log writes fail while fail > 0, as a full disk makes
+// them fail.
+type flakyLog struct {
+	*store.Store
+	fail atomic.Int32
+}
+
+func (f *flakyLog) RecordAttempts(ctx context.Context, a []store.Attempt) error {
+	if f.fail.Load() > 0 {
+		f.fail.Add(-1)
+		return errors.New("database or disk is full")
+	}
+	return f.Store.RecordAttempts(ctx, a)
+}
+
+// health records what the sink says of the store.
+type health struct{ failed, ok atomic.Int32 }
+
+func (h *health) StoreFailed(error) { h.failed.Add(1) }
+func (h *health) StoreOK()          { h.ok.Add(1) }
+
+// A delivery whose log cannot be written is not sent again when its message comes back: the sink
+// remembers it sent it, writes the log on the redelivery, and tells the guard the store failed
+// then recovered.
+func TestUnwrittenDeliveryLogIsNotResent(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	b, pub := openTestBroker(t, dir)
+	defer b.Close()
+	defer pub.Close()
+	real := openTestStore(t, dir)
+	defer real.Close()
+	st := &flakyLog{Store: real}
+	st.fail.Store(2)
+	secret, err := stdwebhook.NewSecret()
+	require.NoError(t, err)
+	rcv, err := crmsim.Start(secret)
+	require.NoError(t, err)
+	defer rcv.Close()
+	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	metrics := pipelines.NewMetrics(reg)
+	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
+	require.NoError(t, err)
+	w := pipelines.Wiring{
+		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
+		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
+			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
+				NakDelay: broker.ExpDelay{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
+			}, watermill.NopLogger{})
+		},
+	}
+	h := &health{}
+	sink := &pipelines.CRMSink{
+		Sender: client, Engine: delivery.New(delivery.Config{}, nil), Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
+		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
+		Log:      slogDiscard(), Now: time.Now, Health: h, Sent: pipelines.NewSentCache(100),
+	}
+	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
+	go func() { _ = router.Run(ctx) }()
+	defer router.Close()
+	<-router.Running()
+
+	raw := []byte(`{"email":"full-disk@example.com","formation":"Web","id_client":"1"}`)
+	id := transforms.EventID(pipelines.SourceIciFormation, raw)
+	m := message.NewMessage(id, raw)
+	m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+	m.Metadata.Set(pipelines.MetaReceivedAt, time.Now().UTC().Format(time.RFC3339Nano))
+	require.NoError(t, pub.PublishContext(ctx, pipelines.TopicLeadsReceived, m))
+
+	// The log fails twice, then is written: the delivery shows in it.
+	require.Eventually(t, func() bool {
+		d, err := real.DeliveriesTo(ctx, pipelines.EndpointID(rcv.URL()+"/leads"), []string{id})
+		return err == nil && d[id].Delivered
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Equal(t, 1, rcv.Attempts(), "sent once, though its log failed twice")
+	require.Equal(t, int32(2), h.failed.Load())
+	require.Positive(t, h.ok.Load())
 }

@@ -180,6 +180,9 @@ type RouterConfig struct {
 	CloseTimeout   time.Duration
 	// Yield, when set, holds the stages while webhook ingest is busy.
 	Yield *Yield
+	// Pause, when set, is waited before each message: it returns an error (the message is
+	// redelivered later, nothing done) while the disk or the store cannot take work.
+	Pause func(ctx context.Context) error
 }
 
 // NewRouter builds a router with the standard stack: panics recovered, stages measured, permanent
@@ -190,6 +193,16 @@ func NewRouter(cfg RouterConfig, pub message.Publisher, m *Metrics, logger water
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, logger)
 	if err != nil {
 		return nil, fmt.Errorf("router: %w", err)
+	}
+	if cfg.Pause != nil {
+		r.AddMiddleware(func(h message.HandlerFunc) message.HandlerFunc {
+			return func(msg *message.Message) ([]*message.Message, error) {
+				if err := cfg.Pause(msg.Context()); err != nil {
+					return nil, err
+				}
+				return h(msg)
+			}
+		})
 	}
 	if cfg.Yield != nil {
 		r.AddMiddleware(cfg.Yield.middleware)

@@ -45,6 +45,10 @@ func (a *App) adminHandler() http.Handler {
 			httpapi.WriteError(w, http.StatusServiceUnavailable, "router not running")
 			return
 		}
+		if low, why := a.Guard.Low(); low {
+			httpapi.WriteError(w, http.StatusServiceUnavailable, why)
+			return
+		}
 		httpapi.WriteJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.HandleFunc("GET /admin/dlq", func(w http.ResponseWriter, r *http.Request) {

@@ -22,6 +22,7 @@ import (
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/diskguard"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/modules"
@@ -72,6 +73,8 @@ type App struct {
 	Router   *message.Router
 	DLQ      *pipelines.DeadLetters
 	Backlogs *pipelines.Backlogs // each stage's backlog in the broker
+	// Guard says when the disk or the store cannot take work.
+	Guard *diskguard.Guard
 	// Modules are the built modules, in list order.
 	Modules []modules.Module
 
@@ -130,13 +133,23 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		ackWait = 2 * time.Minute
 	}
 	handlerTimeout := min(maxHandlerTimeout, ackWait*3/4)
+	floor, err := diskguard.ParseFloor(cfg.MinFreeDisk)
+	if err != nil {
+		return nil, fmt.Errorf("PASSERELLE_MIN_FREE_DISK: %w", err)
+	}
+	a.Guard = diskguard.New(cfg.DataDir, floor, a.Registry)
+	a.Guard.SetProbe(func(ctx context.Context) error {
+		return a.Store.PutState(ctx, "health", "probe", []byte(time.Now().UTC().Format(time.RFC3339Nano)))
+	})
+	a.Guard.Check()
+	a.background = append(a.background, func(ctx context.Context) { a.Guard.Run(ctx, 2*time.Second) })
 	metrics := pipelines.NewMetrics(a.Registry)
 	// Watermill narrates every subscriber start and stop at info: keep that for debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
 	// Up to 64 prefetched messages (a consumer's MaxAckPending) wait behind a held one: their
 	// waits must add up to well under the AckWait, or they would be redelivered while queued.
 	yield := pipelines.NewYield(min(cfg.StageYield, ackWait/128), a.Registry)
-	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout, Yield: yield}, a.Pub, metrics, wlog); err != nil {
+	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout, Yield: yield, Pause: a.Guard.Wait}, a.Pub, metrics, wlog); err != nil {
 		return nil, err
 	}
 	a.Backlogs = pipelines.NewBacklogs(a.Broker, now)
@@ -171,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 		},
 		Webhooks: webhooks, WebhookMetrics: httpapi.NewWebhookMetrics(a.Registry), Admin: a.adminMux,
 		HTTPMetrics: httpclient.NewMetrics(a.Registry), DeliveryMetrics: delivery.NewMetrics(a.Registry), Yield: yield, Stages: metrics, DisabledEndpoints: disabled,
-		Now: now, LeadSources: pipelines.LeadSources{},
+		Now: now, LeadSources: pipelines.LeadSources{}, Guard: a.Guard,
 	}
 	// Closers registered by modules run before the store and the broker close (a.close runs in
 	// reverse order).
@@ -188,13 +201,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			return nil, fmt.Errorf("module %s: %w", m.Name(), err)
 		}
 	}
-	a.background = env.Background()
+	a.background = append(a.background, env.Background()...)
 	a.DLQ = &pipelines.DeadLetters{Store: a.Store, Deliveries: a.Store, Pub: a.Pub, Now: now}
 
 	webhooks.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpapi.WriteError(w, http.StatusNotFound, "no such endpoint")
 	})
-	a.httpSrv = &http.Server{Handler: webhooks, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	a.httpSrv = &http.Server{Handler: a.refuseWhenLow(webhooks), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	a.adminSrv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
 
 	if a.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
@@ -206,6 +219,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	}
 	a.closers = append(a.closers, func() error { return ignoreClosed(a.adminLn.Close()) })
 	return a, nil
+}
+
+// refuseWhenLow answers 503 at once, without taking the record, while the disk or the store cannot
+// take work: the partner sends it again later, and nothing answered 200 can be lost for lack of space.
+func (a *App) refuseWhenLow(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if low, why := a.Guard.Low(); low && r.Method == http.MethodPost {
+			w.Header().Set("Retry-After", "60")
+			httpapi.WriteError(w, http.StatusServiceUnavailable, "not taken, send it again later: "+why)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // HTTPAddr is where the webhooks listen (useful with port 0).

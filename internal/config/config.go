@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/sethvargo/go-envconfig"
+
+	"github.com/passerelle/passerelle/internal/diskguard"
 )
 
 // Prefix starts every variable name.
@@ -39,7 +41,8 @@ type Config struct {
 
 	NATS NATS `env:", prefix=NATS_"`
 
-	AllowUnknownEnv bool `env:"ALLOW_UNKNOWN_ENV, default=false" desc:"accept PASSERELLE_* variables the daemon does not know; by default each is a start-up error naming the nearest known one"`
+	MinFreeDisk     string `env:"MIN_FREE_DISK" desc:"free space to keep in the data directory: a size (500MB, 64MiB) or a share (5%); empty is the smaller of 5% and 500MB. Below it /readyz answers 503, webhooks answer 503 without taking the record and stages pause, until space returns"`
+	AllowUnknownEnv bool   `env:"ALLOW_UNKNOWN_ENV, default=false" desc:"accept PASSERELLE_* variables the daemon does not know; by default each is a start-up error naming the nearest known one"`
 
 	// parts are the modules' own sections, as loaded with the core.
 	parts []Part
@@ -267,6 +270,9 @@ func (c Config) Validate() error {
 	}
 	if c.AckWait <= 0 {
 		bad("ACK_WAIT", "must be positive")
+	}
+	if _, err := diskguard.ParseFloor(c.MinFreeDisk); err != nil {
+		bad("MIN_FREE_DISK", "%v", err)
 	}
 	if c.StageYield < 0 {
 		bad("STAGE_YIELD", "must not be negative")

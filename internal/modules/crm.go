@@ -101,6 +101,7 @@ func (m CRM) Build(_ context.Context, env *Env) error {
 	env.CRM = &pipelines.CRMSink{
 		Sender: client, Engine: engine, Subscribers: c.Concurrency, Endpoints: c.URLs, Format: format, Store: env.Store,
 		MaxAttempts: c.MaxAttempts, MaxAge: c.MaxAge, Disabled: env.DisabledEndpoints, Log: env.Log, Now: env.Now,
+		Health: env.Guard, Sent: pipelines.NewSentCache(100_000),
 	}
 	return nil
 }

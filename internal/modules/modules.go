@@ -25,6 +25,7 @@ import (
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/diskguard"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/store"
@@ -97,6 +98,9 @@ type Env struct {
 	// DisabledEndpoints counts endpoints disabled after a 410, by sink.
 	DisabledEndpoints *prometheus.CounterVec
 	Now               func() time.Time
+
+	// Guard says when the disk or the store cannot take work; sinks report the store's writes to it.
+	Guard *diskguard.Guard
 
 	// CRM is the CRM sink, set by the crm module (nil when no endpoint is configured): modules
 	// copy it with their own event mapping.
