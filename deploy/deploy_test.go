@@ -4,7 +4,8 @@
 // must behave as their unit tests say (promtool test rules), and every PASSERELLE_* variable the
 // files set must be one the daemon reads. Every alert has a unit test where it fires and one where
 // a freshly started daemon keeps it silent. kubernetes_test.go renders and checks the Kubernetes
-// manifests.
+// manifests. live_test.go runs the sandbox for a minute under the machine's real Prometheus: every
+// dashboard expression the sandbox exercises must return data, and no rule may fail or fire.
 //
 // promtool comes with the prometheus Debian package (apt-get install prometheus). Without it the
 // promtool checks are skipped, except under CI=true where they fail; the same holds for kustomize
