@@ -2,6 +2,7 @@ package pipelines_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -230,4 +231,68 @@ func TestUnwrittenDeliveryLogIsNotResent(t *testing.T) {
 	require.Equal(t, 1, rcv.Attempts(), "sent once, though its log failed twice")
 	require.Equal(t, int32(2), h.failed.Load())
 	require.Positive(t, h.ok.Load())
+}
+
+// An interface's events reach the CRM in the order they happened, even when the first is refused
+// for now and comes back later: its topic is consumed one message at a time, so the second waits.
+func TestOrderedEventsKeepTheirOrderAcrossRedelivery(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	b, pub := openTestBroker(t, dir)
+	defer b.Close()
+	defer pub.Close()
+	st := openTestStore(t, dir)
+	defer st.Close()
+	secret, err := stdwebhook.NewSecret()
+	require.NoError(t, err)
+	rcv, err := crmsim.Start(secret)
+	require.NoError(t, err)
+	defer rcv.Close()
+	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	metrics := pipelines.NewMetrics(reg)
+	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
+	require.NoError(t, err)
+	w := pipelines.Wiring{
+		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
+		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
+			cc := broker.ConsumerConfig{NakDelay: broker.ExpDelay{Min: 200 * time.Millisecond, Max: 400 * time.Millisecond}, Subscribers: opts.Subscribers}
+			if opts.Ordered {
+				cc.MaxAckPending = 1
+			}
+			return b.NewSubscriber(ctx, durable, topic, cc, watermill.NopLogger{})
+		},
+	}
+	sink := &pipelines.CRMSink{
+		Sender: client, Engine: delivery.New(delivery.Config{}, nil), Endpoints: []string{rcv.URL() + "/events"}, Store: st, MaxAttempts: 10,
+		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
+		Log:      slogDiscard(), Now: time.Now,
+	}
+	require.NoError(t, pipelines.AddShopApp(ctx, w, sink, nil, st))
+	go func() { _ = router.Run(ctx) }()
+	defer router.Close()
+	<-router.Running()
+
+	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 1})
+	var ids []string
+	for i, typ := range []string{pipelines.EventInterfaceCreated, pipelines.EventInterfaceStatusChanged, pipelines.EventPrestationAdded} {
+		ev := pipelines.ShopAppEvent{Type: typ, ID: fmt.Sprintf("sa_ordered_%d", i), InterfaceKey: "sa-1", ObservedAt: time.Now().UTC()}
+		payload, err := json.Marshal(ev)
+		require.NoError(t, err)
+		m := message.NewMessage(ev.ID, payload)
+		m.Metadata.Set(pipelines.MetaEventID, ev.ID)
+		m.Metadata.Set(pipelines.MetaOrderingKey, ev.InterfaceKey)
+		require.NoError(t, pub.PublishContext(ctx, pipelines.TopicShopAppEvents, m))
+		ids = append(ids, ev.ID)
+	}
+	require.NoError(t, rcv.WaitForUnique(ctx, 3))
+	var order []string
+	for _, d := range rcv.Deliveries() {
+		order = append(order, d.ID)
+	}
+	require.Equal(t, ids, order, "the first event was refused once and redelivered; the others waited behind it")
+	require.Equal(t, 4, rcv.Attempts(), "one 503, then each event once")
 }
