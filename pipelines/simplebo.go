@@ -591,7 +591,9 @@ func NewSimpleboIngest(pub ContextPublisher, m *Metrics, y *Yield, now func() ti
 }
 
 // SimpleboEventID is the stable id of a webhook event, whatever its encoding.
-func SimpleboEventID(ev simplebo.Event) string { return transforms.EventID(SourceSimplebo, ev.Canonical()) }
+func SimpleboEventID(ev simplebo.Event) string {
+	return transforms.EventID(SourceSimplebo, ev.Canonical())
+}
 
 // AcceptEvent implements simplebo.EventAcceptor.
 func (in *SimpleboIngest) AcceptEvent(ctx context.Context, ev simplebo.Event) error {
