@@ -512,7 +512,7 @@ func (p *SimpleboProvisioner) Execute(ctx context.Context, c SimpleboCommand) (S
 	}
 	invalidSIRET := ans.InvalidSIRET || (c.Client.SIRET != "" && !simplebo.ValidSIRET(c.Client.SIRET))
 	if invalidSIRET {
-		p.Log.Warn("simplebo: SIRET fails its checksum, sent anyway", "client_id", c.Client.ClientID, "op", c.Op)
+		logOrDiscard(p.Log).Warn("simplebo: SIRET fails its checksum, sent anyway", "client_id", c.Client.ClientID, "op", c.Op)
 	}
 	if err != nil {
 		return SimpleboResult{}, err
@@ -711,12 +711,19 @@ func (s *SimpleboStateStage) Handle(msg *message.Message) ([]*message.Message, e
 	case SimpleboApplied:
 		s.Metrics.change(prev.State, state)
 	case SimpleboStale:
-		s.Log.Info("simplebo: older event recorded, state kept", "client_id", ev.Client.ClientID, "event_id", id,
+		logOrDiscard(s.Log).Info("simplebo: older event recorded, state kept", "client_id", ev.Client.ClientID, "event_id", id,
 			"event_type", int(ev.Type), "state", prev.State)
 	case SimpleboUnknown:
-		s.Log.Warn("simplebo: event code not in the map, sent on as is", "client_id", ev.Client.ClientID, "event_id", id, "event_type", ev.TypeRaw)
+		logOrDiscard(s.Log).Warn("simplebo: event code not in the map, sent on as is", "client_id", ev.Client.ClientID, "event_id", id, "event_type", ev.TypeRaw)
 	}
 	return nil, nil
+}
+
+func logOrDiscard(l *slog.Logger) *slog.Logger {
+	if l == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return l
 }
 
 // SimpleboMetrics counts the events the state stage applied and the state changes, and reads

@@ -367,9 +367,10 @@ func (*Simplebo) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 	sb.Defer(sim.Close)
 	secret, token := randomHex(16), randomHex(12)
 	auth := httpapi.TokenAuth{Scheme: httpapi.AuthBearer, Token: token}
+	interval := max(10*sb.LeadEvery, 30*time.Second)
 	sb.OnRun(func(ctx context.Context, webhookBase, adminAddr string) {
 		n := 0
-		every(ctx, max(10*sb.LeadEvery, 30*time.Second), func(ctx context.Context) {
+		every(ctx, interval, func(ctx context.Context) {
 			n++
 			id := fmt.Sprintf("sandbox-%d-%d", time.Now().Unix(), n)
 			if err := simpleboSandboxClient(ctx, sim, id, "http://"+adminAddr, webhookBase+simpleboWebhookPrefix+secret, auth); err != nil && ctx.Err() == nil {
@@ -378,14 +379,14 @@ func (*Simplebo) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 		})
 	})
 	sb.Note(func(webhookBase, _ string) string {
-		return fmt.Sprintf(`Simplébo (simulated): %s, token %q, partner_code %q; a client goes through its states every 30s.
+		return fmt.Sprintf(`Simplébo (simulated): %s, token %q, partner_code %q; a client goes through its states every %s.
   Client-state webhook: %s%s%s (bearer token %q). Send one yourself:
     curl -i -X POST %s%s%s -H 'Authorization: Bearer %s' \
       -d event_type=1 -d client_id=demo-1 -d lead_creation_date=2026-01-05 -d service_starting_date=2026-01-19 -d company_name=ACME
   Provision and list:
     passerelle simplebo mockup --client-id demo-1 --company ACME --lastname Martin --email compta@acme.example --phone 0612345678 --zipcode 69003 --city Lyon --typology 12
     passerelle simplebo clients`,
-			sim.URL(), sim.Token(), sim.PartnerCode(), webhookBase, simpleboWebhookPrefix, secret, token,
+			sim.URL(), sim.Token(), sim.PartnerCode(), interval, webhookBase, simpleboWebhookPrefix, secret, token,
 			webhookBase, simpleboWebhookPrefix, secret, token)
 	})
 	return []string{
