@@ -176,6 +176,10 @@ func (m *Simplebo) Build(ctx context.Context, env *Env) error {
 		httpapi.WriteJSON(w, http.StatusOK, clients)
 	})
 	env.Admin.HandleFunc("POST /admin/simplebo/provision", func(w http.ResponseWriter, r *http.Request) {
+		if stages.Provisioner == nil {
+			httpapi.WriteError(w, http.StatusConflict, "provisioning is off: PASSERELLE_SIMPLEBO_TOKEN is empty")
+			return
+		}
 		var cmd pipelines.SimpleboCommand
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&cmd); err != nil {
 			httpapi.WriteError(w, http.StatusBadRequest, `want {"op": "mockup"|"activate", "client": {…}}`)
