@@ -189,13 +189,26 @@ func TestSimpleboProvisioning(t *testing.T) {
 	publishSimplebo(t, f, pipelines.SimpleboCommand{Op: pipelines.SimpleboOpMockup, Client: testCustomer("P-3")})
 	waitSimpleboEvent(t, f, pipelines.EventClientMockupRequested, "P-3", nil)
 	require.GreaterOrEqual(t, sim.Requests("/v1/leads")-before, 4)
+
+	// The admin API queues a command on the topic, and refuses one the stage would dead-letter.
+	var queued map[string]string
+	require.Equal(t, http.StatusAccepted, f.adminJSON(t, http.MethodPost, "/admin/simplebo/provision",
+		pipelines.SimpleboCommand{Op: pipelines.SimpleboOpMockup, Client: testCustomer("P-4")}, &queued))
+	require.Equal(t, pipelines.TopicSimpleboProvision, queued["topic"])
+	waitSimpleboEvent(t, f, pipelines.EventClientMockupRequested, "P-4", nil)
+	bad := testCustomer("P-5")
+	bad.Email = ""
+	require.Equal(t, http.StatusBadRequest, f.adminJSON(t, http.MethodPost, "/admin/simplebo/provision",
+		pipelines.SimpleboCommand{Op: pipelines.SimpleboOpMockup, Client: bad}, nil))
+	require.Equal(t, http.StatusBadRequest, f.adminJSON(t, http.MethodPost, "/admin/simplebo/provision",
+		pipelines.SimpleboCommand{Op: "delete", Client: testCustomer("P-6")}, nil))
 	scrape := f.scrape(t)
 	v, _ := metric(scrape, "passerelle_simplebo_api_calls_total", map[string]string{"op": "mockup", "outcome": "retry"})
 	require.GreaterOrEqual(t, v, 1.0)
 	v, _ = metric(scrape, "passerelle_simplebo_api_calls_total", map[string]string{"op": "mockup", "outcome": "permanent"})
 	require.Equal(t, 1.0, v)
 	v, _ = metric(scrape, "passerelle_simplebo_clients", map[string]string{"state": "none"})
-	require.Equal(t, 2.0, v, "P-1 and P-3, provisioned, no event yet")
+	require.Equal(t, 3.0, v, "P-1, P-3 and P-4, provisioned, no event yet")
 
 	f.stop()
 	out := logs.String()
