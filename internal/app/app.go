@@ -42,6 +42,7 @@ func Modules() []modules.Module {
 		modules.CRM{},
 		modules.Leads{},
 		&modules.ShopApp{},
+		&modules.Simplebo{},
 		&modules.Billing{},
 	}
 }
