@@ -159,8 +159,16 @@ type BillingStore interface {
 	FreezeBillingRules(ctx context.Context, period, rules string, at time.Time) (string, error)
 }
 
+// BillingSource adds the rows of clients billed outside Shop Application's ledger (Simplébo's):
+// their rows, the kind that billed them, and whether a rule named their code.
+type BillingSource interface {
+	BillingRows(ctx context.Context, p transforms.Period, rules transforms.BillingRules) ([]transforms.BillingRow, transforms.BillingKind, bool, error)
+}
+
 // Billing builds and uploads the monthly file of clients to bill.
 type Billing struct {
+	// Sources add the rows of other partners' clients to the same file.
+	Sources []BillingSource
 	Store     BillingStore
 	Catalogue CatalogueReader
 	Uploader  FileUploader // nil: uploads are off (dry runs still work)
@@ -285,6 +293,13 @@ func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, trans
 	rep, err := transforms.BillingRows(p, frtime.Paris(), ifaces, catalogue, rules)
 	if err != nil {
 		return nil, none, fmt.Errorf("billing rows: %w", err)
+	}
+	for _, src := range b.Sources {
+		rows, kind, known, err := src.BillingRows(ctx, p, rules)
+		if err != nil {
+			return nil, none, fmt.Errorf("billing rows: %w", err)
+		}
+		rep.AddRows(rows, kind, known)
 	}
 	data, err := transforms.EncodeBillingCSV(rep.Rows, b.CSV)
 	if err != nil {

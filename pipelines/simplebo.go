@@ -18,6 +18,7 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/simplebo"
 	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -845,4 +846,40 @@ func AddSimplebo(ctx context.Context, w Wiring, st SimpleboStages) error {
 	}
 	rec := &DeadLetterRecorder{Pipeline: PipelineSimplebo, Store: st.Dead, Now: w.Now}
 	return w.handler(ctx, "simplebo.deadletter", DeadTopic(PipelineSimplebo), "", rec.Handle)
+}
+
+// SimpleboBilling bills Simplébo clients in the monthly file: each client of the directory, as
+// its contract dates say (transforms.SimpleboBillingRows), with one configured prestation.
+type SimpleboBilling struct {
+	Store StateStore
+	Item  transforms.CatalogueItem
+}
+
+// BillingRows implements BillingSource.
+func (s *SimpleboBilling) BillingRows(ctx context.Context, p transforms.Period, rules transforms.BillingRules) ([]transforms.BillingRow, transforms.BillingKind, bool, error) {
+	clients, err := ListSimpleboClients(ctx, s.Store)
+	if err != nil {
+		return nil, transforms.BillingNever, false, fmt.Errorf("simplebo clients: %w", err)
+	}
+	kind, known := transforms.BillingMonthly, false
+	if r, ok := rules.Match(s.Item.Code); ok {
+		kind, known = r.Kind, true
+	}
+	billable := make([]transforms.SimpleboBillable, 0, len(clients))
+	for _, c := range clients {
+		b := transforms.SimpleboBillable{
+			ClientID: c.ClientID, Company: c.Identity.CompanyName, LastName: c.Identity.Lastname,
+			FirstName: c.Identity.Firstname, Email: c.Identity.Email,
+			Start: c.Contract.BillingStartingDate, End: c.Contract.EndOfContractDate,
+			OfferedMonths: c.Contract.NbOfOfferedMonths,
+		}
+		if b.Start.IsZero() {
+			b.Start = c.Contract.ServiceStartingDate
+		}
+		if c.State == SimpleboSwitchedToFree {
+			b.FreeFrom = c.StateOrder.Date
+		}
+		billable = append(billable, b)
+	}
+	return transforms.SimpleboBillingRows(p, frtime.Paris(), billable, s.Item, kind), kind, known, nil
 }

@@ -258,6 +258,32 @@ func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catal
 			})
 		}
 	}
+	for code := range unknown {
+		rep.Unknown = append(rep.Unknown, code)
+	}
+	rep.finish()
+	return rep, nil
+}
+
+// AddRows adds rows billed under kind (a source other than Shop Application's: Simplébo's
+// clients) to the report; known is false when no rule named their code.
+func (rep *BillingReport) AddRows(rows []BillingRow, kind BillingKind, known bool) {
+	if len(rows) == 0 {
+		return
+	}
+	if rep.PerKind == nil {
+		rep.PerKind = map[BillingKind]int{}
+	}
+	rep.Rows = append(rep.Rows, rows...)
+	rep.PerKind[kind] += len(rows)
+	if !known && !slices.Contains(rep.Unknown, rows[0].Code) {
+		rep.Unknown = append(rep.Unknown, rows[0].Code)
+	}
+	rep.finish()
+}
+
+// finish sorts the rows and sums the report up.
+func (rep *BillingReport) finish() {
 	// Stable, so that rows equal on every key keep the input order and the
 	// same input always gives the same file.
 	slices.SortStableFunc(rep.Rows, func(a, b BillingRow) int {
@@ -269,6 +295,7 @@ func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catal
 			strings.Compare(a.EndDate, b.EndDate),
 		)
 	})
+	rep.TotalHT, rep.WithoutIdentity = 0, 0
 	clients := map[string]bool{}
 	for _, r := range rep.Rows {
 		rep.TotalHT += r.Amount
@@ -281,11 +308,7 @@ func BillingRows(p Period, loc *time.Location, ifaces []BillableInterface, catal
 		}
 	}
 	rep.Clients = len(clients)
-	for code := range unknown {
-		rep.Unknown = append(rep.Unknown, code)
-	}
 	slices.Sort(rep.Unknown)
-	return rep, nil
 }
 
 // billedSpan is the half-open span [from, until) an occurrence of kind,

@@ -25,6 +25,7 @@ import (
 	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 const (
@@ -407,4 +408,68 @@ func TestSimpleboWebhookStates(t *testing.T) {
 	snap := simplebosim.SnapshotFor("W-1")
 	redacttest.RequireNoLeak(t, logs.String(), snap.Email, snap.PhoneNumber1, snap.Lastname, snap.Firstname, snap.Address1,
 		simpleboHookSecret, simpleboHookToken)
+}
+
+// A Simplébo client in the billing file: activated and billing started by its webhooks, it has a
+// row in each month it is billed (source simplebo, the configured code and price); once its
+// contract ended, the months after have none.
+func TestSimpleboClientsInTheBillingFile(t *testing.T) {
+	t.Parallel()
+	sim := startSimpleboSim(t)
+	f := newFixture(t,
+		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET="+simpleboHookSecret,
+		"PASSERELLE_SIMPLEBO_BILLING_PRICE=29.00",
+		"PASSERELLE_SIMPLEBO_BILLING_CODE=SB-SITE-AMM",
+	)
+	f.start()
+	hook := "http://" + f.run.App.HTTPAddr() + "/webhooks/simplebo/" + simpleboHookSecret
+	ctx := context.Background()
+
+	now := time.Now()
+	twoAgo := pipelines.PeriodOf(now).Previous().Previous()
+	lastMonth := pipelines.PeriodOf(now).Previous()
+	chain := simplebosim.EventsFor("B-1", now.AddDate(0, -10, 0), simplebo.LeadCreated, simplebo.ServiceActivated, simplebo.BillingStarted)
+	for _, ev := range chain {
+		status, err := sim.SendEvent(ctx, hook, ev)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, status)
+	}
+	require.True(t, assertEventually(30*time.Second, func() bool {
+		return simpleboClients(t, f)["B-1"].State == pipelines.SimpleboBillingStarted
+	}))
+
+	rowsOf := func(p transforms.Period) []string {
+		var rep pipelines.Report
+		require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodPost, "/admin/billing/run", map[string]any{"period": p.String(), "dry_run": true}, &rep))
+		var rows []string
+		for _, line := range strings.Split(strings.TrimSpace(rep.CSV), "\r\n")[1:] {
+			if strings.Contains(line, ";simplebo;") {
+				rows = append(rows, line)
+			}
+		}
+		return rows
+	}
+	for _, p := range []transforms.Period{twoAgo, lastMonth} {
+		rows := rowsOf(p)
+		require.Len(t, rows, 1, "period %s", p)
+		start, end := p.Bounds(time.UTC)
+		want := strings.Join([]string{p.String(), "B-1", "Boulangerie B-1"}, ";")
+		require.True(t, strings.HasPrefix(rows[0], want), "%s", rows[0])
+		require.Contains(t, rows[0], ";simplebo;SB-SITE-AMM;Site Simplébo;1;29.00;29.00;"+start.Format("2006-01-02")+";"+end.AddDate(0, 0, -1).Format("2006-01-02"))
+	}
+
+	// The contract ends on the last day of the month before last: that month stays billed, the
+	// next one is not.
+	_, end := twoAgo.Bounds(time.UTC)
+	ended := chain[2]
+	ended.Type, ended.TypeRaw = simplebo.ContractEnded, "2"
+	ended.EndOfContractDate = end.AddDate(0, 0, -1)
+	status, err := sim.SendEvent(ctx, hook, ended)
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, status)
+	require.True(t, assertEventually(30*time.Second, func() bool {
+		return simpleboClients(t, f)["B-1"].State == pipelines.SimpleboContractEnded
+	}))
+	require.Len(t, rowsOf(twoAgo), 1)
+	require.Empty(t, rowsOf(lastMonth), "no row after the contract ended")
 }

@@ -107,7 +107,7 @@ func (m *Billing) Build(ctx context.Context, env *Env) error {
 	b := &pipelines.Billing{
 		Store: env.Store, Pub: env.Pub, CSV: transforms.CSVOptions{BOM: c.BOM, DecimalComma: c.DecimalComma},
 		Metrics: pipelines.NewBillingMetrics(env.Registry), Log: env.Log.With("pipeline", nameBilling), Now: env.Now,
-		UploadAttempts: 4, UploadBackoff: 2 * time.Second, Catalogue: env.Catalogue,
+		UploadAttempts: 4, UploadBackoff: 2 * time.Second, Catalogue: env.Catalogue, Sources: env.BillingSources,
 	}
 	m.Run = b
 	if on, _ := m.Enabled(env.Cfg); on {

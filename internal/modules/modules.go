@@ -109,6 +109,8 @@ type Env struct {
 	LeadSources pipelines.LeadSources
 	// Catalogue is Shop Application's price list, set by the shopapp module for billing.
 	Catalogue pipelines.CatalogueReader
+	// BillingSources add other partners' clients to the billing file (Simplébo's).
+	BillingSources []pipelines.BillingSource
 
 	background []func(context.Context)
 	closers    []func() error

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,6 +28,7 @@ import (
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // SimpleboConfig configures the Simplébo API client (provisioning) and its client-state webhook.
@@ -39,6 +41,26 @@ type SimpleboConfig struct {
 	WebhookAuth   string `env:"SIMPLEBO_WEBHOOK_AUTH" desc:"optional token the webhook also requires, and how it is sent: bearer, api-key, x-token or token; empty for the secret path alone"`
 	WebhookToken  string `env:"SIMPLEBO_WEBHOOK_TOKEN" secret:"true" desc:"the token of PASSERELLE_SIMPLEBO_WEBHOOK_AUTH"`
 	EventMap      string `env:"SIMPLEBO_EVENT_MAP" desc:"event_type to state table, replacing the default 0=lead_created,1=service_activated,2=contract_ended,3=billing_started,4=switched_to_free"`
+	BillingCode   string `env:"SIMPLEBO_BILLING_CODE, default=SB-SITE-AMM" desc:"prestation code of a Simplébo client's row in the billing file (billed as the rule table says; *-AMM is monthly)"`
+	BillingLabel  string `env:"SIMPLEBO_BILLING_LABEL, default=Site Simplébo" desc:"libelle of a Simplébo client's row in the billing file"`
+	BillingPrice  string `env:"SIMPLEBO_BILLING_PRICE" desc:"monthly price HT of a Simplébo client, in euros (29.00); Simplébo clients are not billed when empty"`
+}
+
+// billingCents reads PASSERELLE_SIMPLEBO_BILLING_PRICE: euros with at most two decimals, a point
+// or a comma.
+func billingCents(s string) (int64, error) {
+	s = strings.Replace(strings.TrimSpace(s), ",", ".", 1)
+	whole, frac, _ := strings.Cut(s, ".")
+	if len(frac) > 2 {
+		return 0, fmt.Errorf("%q: at most two decimals", s)
+	}
+	frac += strings.Repeat("0", 2-len(frac))
+	w, err1 := strconv.ParseInt(whole, 10, 64)
+	f, err2 := strconv.ParseInt(frac, 10, 64)
+	if err1 != nil || err2 != nil || w < 0 {
+		return 0, fmt.Errorf("%q: want euros such as 29.00", s)
+	}
+	return w*100 + f, nil
 }
 
 // minWebhookSecret keeps the secret path segment out of reach of guessing.
@@ -47,6 +69,14 @@ const minWebhookSecret = 16
 // Validate implements config.Section.
 func (c *SimpleboConfig) Validate() error {
 	var errs config.Errors
+	if c.BillingPrice != "" {
+		if _, err := billingCents(c.BillingPrice); err != nil {
+			errs.Add("SIMPLEBO_BILLING_PRICE", "%v", err)
+		}
+		if strings.TrimSpace(c.BillingCode) == "" {
+			errs.Add("SIMPLEBO_BILLING_CODE", "required when PASSERELLE_SIMPLEBO_BILLING_PRICE is set")
+		}
+	}
 	errs.HTTPURL("SIMPLEBO_URL", c.URL)
 	if c.Token != "" {
 		if strings.ContainsAny(c.Token, "\"\r\n") {
@@ -137,6 +167,14 @@ const simpleboConcurrency = 4
 // Build implements Module. The state and dead-letter stages and the admin routes are there even
 // when the module is off, so what was stored earlier stays visible.
 func (m *Simplebo) Build(ctx context.Context, env *Env) error {
+	if c := config.Get[*SimpleboConfig](env.Cfg, nameSimplebo); c.BillingPrice != "" {
+		cents, err := billingCents(c.BillingPrice)
+		if err != nil {
+			return err
+		}
+		env.BillingSources = append(env.BillingSources, &pipelines.SimpleboBilling{Store: env.Store,
+			Item: transforms.CatalogueItem{Code: c.BillingCode, Name: c.BillingLabel, PriceCents: cents}})
+	}
 	c := config.Get[*SimpleboConfig](env.Cfg, nameSimplebo)
 	eventMap, err := pipelines.ParseSimpleboEventMap(c.EventMap)
 	if err != nil {
@@ -396,7 +434,7 @@ func (*Simplebo) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 	return []string{
 		"PASSERELLE_SIMPLEBO_URL=" + sim.URL(), "PASSERELLE_SIMPLEBO_TOKEN=" + sim.Token(),
 		"PASSERELLE_SIMPLEBO_PARTNER_CODE=" + sim.PartnerCode(), "PASSERELLE_SIMPLEBO_PARTNER=sandbox",
-		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET=" + secret, "PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=bearer", "PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN=" + token,
+		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET=" + secret, "PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=bearer", "PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN=" + token, "PASSERELLE_SIMPLEBO_BILLING_PRICE=29.00",
 	}, nil
 }
 
