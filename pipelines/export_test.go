@@ -13,3 +13,6 @@ func (b *Billing) ScheduleEvery(ctx context.Context, every, retryEvery time.Dura
 type everySchedule time.Duration
 
 func (e everySchedule) Next(t time.Time) time.Time { return t.Add(time.Duration(e)) }
+
+// DurableName is the broker consumer of a handler.
+func DurableName(handler string) string { return durableName(handler) }
