@@ -111,11 +111,15 @@ func TestDeliveryReachesConcurrency(t *testing.T) {
 	f.Env = append(f.Env, "PASSERELLE_CRM_URL="+c.url)
 	f.start()
 
+	t0 := time.Now()
 	ids := postLeads(t, f, leads, "conc")
+	t.Logf("posted in %s", time.Since(t0))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	require.NoError(t, c.WaitForUnique(ctx, leads))
+	t.Logf("delivered in %s", time.Since(t0))
 	f.waitIdle(t)
+	t.Logf("idle in %s", time.Since(t0))
 
 	requireDeliveredOnce(t, c, ids)
 	require.Equal(t, int64(concurrency), c.max.Load(), "the CRM saw PASSERELLE_CRM_CONCURRENCY requests at once, never more")
