@@ -49,8 +49,7 @@ func TestBacklogs(t *testing.T) {
 		require.True(t, ok, "no %s for stage %s", name, stage)
 		return v
 	}
-	require.Eventually(t, func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 },
-		5*time.Second, 10*time.Millisecond)
+	waitUntil(t, "a backlog of 3 at normalize", func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 })
 	require.InDelta(t, time.Hour.Seconds(), gauge("passerelle_stage_backlog_oldest_seconds", "normalize"), 60)
 	require.Zero(t, gauge("passerelle_stage_backlog_messages", "deadletter"))
 	require.Zero(t, gauge("passerelle_stage_backlog_oldest_seconds", "deadletter"))

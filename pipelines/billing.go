@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"time"
@@ -203,7 +204,7 @@ type BillingMetrics struct {
 func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 	m := &BillingMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "runs_total",
-			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, error)."}, []string{"outcome"}),
+			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, error, panic)."}, []string{"outcome"}),
 		rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "rows_total",
 			Help: "Rows written to uploaded billing files."}),
 		lastUpload: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "last_upload_timestamp_seconds",
@@ -213,7 +214,7 @@ func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 		unknownCodes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "unknown_codes",
 			Help: "Distinct prestation codes that no billing rule names in the last file built (billed monthly)."}),
 	}
-	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error"} {
+	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error", "panic"} {
 		m.runs.WithLabelValues(o)
 	}
 	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending, m.unknownCodes)
@@ -515,30 +516,81 @@ func (b *Billing) RetryPending(ctx context.Context) {
 }
 
 // Schedule runs the previous month's billing on the cron schedule (Europe/Paris) and retries
-// pending periods every retryEvery, until ctx is done.
+// pending periods every retryEvery, until ctx is done. A run that panics is logged, counted
+// (runs_total{outcome="panic"}) and leaves its period pending; a tick while the previous run still
+// runs is skipped.
 func (b *Billing) Schedule(ctx context.Context, spec string, retryEvery time.Duration) error {
-	c := cron.New(cron.WithLocation(frtime.Paris()))
-	if _, err := c.AddFunc(spec, func() {
+	sched, err := cron.ParseStandard(spec) // the parser cron.New uses by default
+	if err != nil {
+		return fmt.Errorf("PASSERELLE_BILLING_SCHEDULE %q: %w", spec, err)
+	}
+	return b.schedule(ctx, sched, retryEvery)
+}
+
+func (b *Billing) schedule(ctx context.Context, sched cron.Schedule, retryEvery time.Duration) error {
+	logger := cronLogger{b.Log}
+	// Recover is the last net (a panic outside Run, in b.Now say); runs recover themselves to
+	// keep their period pending.
+	c := cron.New(cron.WithLocation(frtime.Paris()), cron.WithLogger(logger),
+		cron.WithChain(cron.Recover(logger), cron.SkipIfStillRunning(logger)))
+	c.Schedule(sched, cron.FuncJob(func() {
 		p := PeriodOf(b.now()).Previous()
+		defer b.recoverRun(ctx, &p)
 		if _, err := b.Run(ctx, p, RunOptions{}); err != nil {
 			b.Log.Error("scheduled billing run failed; the period stays pending", "period", p.String(), "error", err)
 		}
-	}); err != nil {
-		return fmt.Errorf("PASSERELLE_BILLING_SCHEDULE %q: %w", spec, err)
-	}
+	}))
 	c.Start()
 	defer func() { <-c.Stop().Done() }()
 	t := time.NewTicker(retryEvery)
 	defer t.Stop()
 	b.refreshPending(ctx)
+	retry := func() {
+		defer b.recoverRun(ctx, nil) // the periods retried were pending already
+		b.RetryPending(ctx)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			b.RetryPending(ctx)
+			retry()
 		}
 	}
+}
+
+// recoverRun, deferred, turns a panic of a billing run into a logged and counted failure; the
+// period p (when known) is marked pending so that the retry loop tries it again.
+func (b *Billing) recoverRun(ctx context.Context, p *transforms.Period) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	b.Metrics.runs.WithLabelValues("panic").Inc()
+	period := ""
+	if p != nil {
+		period = p.String()
+		if err := b.markPending(ctx, *p, fmt.Errorf("billing run panicked: %v", r)); err != nil {
+			b.Log.Error("billing: mark the period pending after a panic", "period", period, "error", err)
+		}
+	}
+	b.Log.Error("billing run panicked; the period stays pending", "period", period, "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+}
+
+// cronLogger feeds cron's own messages to slog: its routine chatter at debug level, a skipped
+// tick as a warning, errors (a recovered panic) as errors.
+type cronLogger struct{ log *slog.Logger }
+
+func (l cronLogger) Info(msg string, kv ...any) {
+	if msg == "skip" {
+		l.log.Warn("billing schedule: tick skipped, the previous run still runs", kv...)
+		return
+	}
+	l.log.Debug("billing schedule: "+msg, kv...)
+}
+
+func (l cronLogger) Error(err error, msg string, kv ...any) {
+	l.log.Error("billing schedule: "+msg, append(kv, "error", err)...)
 }
 
 // PeriodOf is the month of t in Europe/Paris.

@@ -110,15 +110,15 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		}
 		return got[first[0]] == pipelines.TopicLeadsNormalized && got["iciformation_unreadable"] == pipelines.TopicLeadsReceived
 	}, 10*time.Second, 20*time.Millisecond, "the refused lead and the unreadable one, each alone, are dead-lettered")
-	require.Eventually(t, func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 },
-		5*time.Second, 20*time.Millisecond, "metrics count records, not batches")
+	waitUntil(t, "metrics that count records, not batches", func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 })
 
 	// Two 503s in a row: the endpoint looks down, so the third lead is not tried; all three are
 	// requeued one by one, and each still arrives once.
 	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 2})
 	second := publish("retried", 3)
 	require.NoError(t, rcv.WaitForUnique(ctx, 5))
-	time.Sleep(300 * time.Millisecond) // a stray redelivery would show now
+	// Once both stages have nothing pending, unacked or awaiting redelivery, no stray delivery can come.
+	waitDrained(t, b, "leads.normalize", "leads.crm")
 	got := rcv.UniqueIDs()
 	for _, id := range append(first[1:], second...) {
 		require.Equal(t, 1, got[id], "lead %s delivered once", id)
@@ -142,7 +142,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	}
 	require.Equal(t, []string{third[1], third[2], third[0]}, order)
 
-	require.Eventually(t, func() bool { return crmCount("out") == 8 }, 5*time.Second, 20*time.Millisecond)
+	waitUntil(t, "8 leads out of the CRM stage", func() bool { return crmCount("out") == 8 })
 	require.Equal(t, float64(4), crmCount("failed"), "3 requeued, then 1")
 	require.Equal(t, float64(1), crmCount("dead_lettered"))
 	dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)

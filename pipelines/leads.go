@@ -176,8 +176,11 @@ type LeadNormalizer struct {
 	Sources LeadSources
 	Store   DedupeStore
 	Window  time.Duration
-	Log     *slog.Logger
-	Now     func() time.Time
+	// Key keys the dedupe keys (transforms.LeadDedupeKey); Hasher the contact's hash in logs.
+	Key    []byte
+	Hasher redact.Hasher
+	Log    *slog.Logger
+	Now    func() time.Time
 }
 
 // Handle normalises a received lead and drops it when another lead with the same contact,
@@ -212,7 +215,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 			continue
 		}
 		good = append(good, normalized{lead, it.Metadata})
-		keys = append(keys, transforms.LeadDedupeKey(lead))
+		keys = append(keys, transforms.LeadDedupeKey(lead, n.Key))
 	}
 	// One lookup for the whole batch. Two leads of one batch with the same key both pass: neither
 	// is forwarded yet, and a key only counts once its lead reached the CRM.
@@ -229,7 +232,7 @@ func (n *LeadNormalizer) Handle(msg *message.Message) ([]*message.Message, error
 		// The same event again (a redelivery or a replay) passes: receivers recognise its id.
 		if prev, ok := seen[key]; ok && prev != lead.EventID {
 			markDuplicate(msg)
-			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", redact.Hash(key))
+			n.Log.Info("duplicate lead dropped", "event_id", lead.EventID, "first_event_id", prev, "contact", n.Hasher.Hash(key))
 			continue
 		}
 		out := message.NewMessage(lead.EventID, lead.AppendJSON(make([]byte, 0, 512+len(lead.Raw))))
@@ -349,13 +352,17 @@ type LeadsConfig struct {
 		DeadLetterStore
 	}
 	DedupeWindow time.Duration
-	Sources      LeadSources
-	CRM          *CRMSink // nil when no CRM endpoint is configured: normalised leads wait in their topic
+	// DedupeKey keys the dedupe keys; LogHasher hashes contacts in logs (see internal/hashkey).
+	DedupeKey []byte
+	LogHasher redact.Hasher
+	Sources   LeadSources
+	CRM       *CRMSink // nil when no CRM endpoint is configured: normalised leads wait in their topic
 }
 
 // AddLeads adds the leads pipeline's handlers: normalize, crm and deadletter.
 func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
-	norm := &LeadNormalizer{Sources: cfg.Sources, Store: cfg.Store, Window: cfg.DedupeWindow, Log: w.Log, Now: w.Now}
+	norm := &LeadNormalizer{Sources: cfg.Sources, Store: cfg.Store, Window: cfg.DedupeWindow, Key: cfg.DedupeKey,
+		Hasher: cfg.LogHasher, Log: w.Log, Now: w.Now}
 	if err := w.handler(ctx, "leads.normalize", TopicLeadsReceived, TopicLeadsNormalized, norm.Handle); err != nil {
 		return err
 	}

@@ -42,10 +42,12 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	a, leadA := received("a@example.com", "Web")
 	b, leadB := received("b@example.com", "Web")
 	dup, _ := received("a@example.com", "web ") // same contact, formation and id_client as a
-	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeKey(leadA), EventID: leadA.EventID}}, now))
+	key := []byte("test dedupe key")
+	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeKey(leadA, key), EventID: leadA.EventID}}, now))
 	msg := broker.NewBatch([]*message.Message{a, b, dup})
 
-	n := &pipelines.LeadNormalizer{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, Window: 24 * time.Hour, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
+	n := &pipelines.LeadNormalizer{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, Window: 24 * time.Hour,
+		Key: key, Log: slog.New(slog.DiscardHandler), Now: func() time.Time { return now }}
 	batch, err := n.Handle(msg)
 	require.NoError(t, err)
 	require.Len(t, batch, 1, "a batch in, a batch out")
@@ -64,6 +66,50 @@ func TestLeadNormalizerBatch(t *testing.T) {
 	var got transforms.Lead
 	require.NoError(t, json.Unmarshal(out[1].Payload, &got))
 	require.Equal(t, leadB, got, "the normalised lead as the CRM stage reads it")
+}
+
+// A lead whose key an earlier version stored unkeyed (the bare digest) is still a duplicate once
+// the store's keys are rewritten with the hash key, as the leads module does at start.
+func TestLeadDedupeSurvivesKeying(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st, err := store.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	require.NoError(t, err)
+	defer st.Close()
+	now := time.Date(2026, 11, 24, 10, 0, 0, 0, time.UTC)
+	raw := []byte(`{"email":"élodie@example.fr","formation":"Paie","id_client":"7"}`)
+	in, err := pipelines.DecodeIciFormation(raw)
+	require.NoError(t, err)
+	lead, err := transforms.NormalizeLead(in, now)
+	require.NoError(t, err)
+	// Before the upgrade: the key committed is the unkeyed digest, by another delivery of the lead.
+	require.NoError(t, st.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeDigest(lead), EventID: "iciformation_earlier"}}, now.Add(-time.Hour)))
+
+	key := []byte("the daemon's dedupe key")
+	n, err := st.RekeyDedupe(ctx, "key-id", func(d string) string { return transforms.KeyedDedupeKey(key, d) })
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+
+	logs := &logRecorder{}
+	norm := &pipelines.LeadNormalizer{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st,
+		Window: 24 * time.Hour, Key: key, Log: slog.New(logs), Now: func() time.Time { return now }}
+	m := message.NewMessage(watermill.NewUUID(), raw)
+	m.Metadata.Set(pipelines.MetaSource, pipelines.SourceIciFormation)
+	m.Metadata.Set(pipelines.MetaReceivedAt, now.Format(time.RFC3339Nano))
+	out, err := norm.Handle(m)
+	require.NoError(t, err)
+	require.Empty(t, out, "still a duplicate after the upgrade")
+	require.Equal(t, 1, logs.count("duplicate lead dropped"))
+
+	// Without the rewrite, the keyed lookup would have missed the old key.
+	st2, err := store.Open(ctx, filepath.Join(t.TempDir(), "s2.db"))
+	require.NoError(t, err)
+	defer st2.Close()
+	require.NoError(t, st2.CommitKeys(ctx, "leads", []store.KeyClaim{{Key: transforms.LeadDedupeDigest(lead), EventID: "iciformation_earlier"}}, now.Add(-time.Hour)))
+	norm.Store = st2
+	out, err = norm.Handle(m)
+	require.NoError(t, err)
+	require.Len(t, out, 1)
 }
 
 // A received message the normalize stage cannot read is refused for good (it goes to the

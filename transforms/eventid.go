@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
@@ -71,11 +72,28 @@ func EventID(source string, raw []byte) string {
 }
 
 // LeadDedupeKey returns the key under which two deliveries of one lead are the
-// same: the contact (email, or the phone when there is no email), the course
-// (trimmed, lower-cased) and the partner's client id. The payload carries no
-// lead id of its own. The key is a hex sha256 so that no personal data is
-// stored in clear.
-func LeadDedupeKey(l Lead) string {
+// same: the keyed digest (KeyedDedupeKey) of LeadDedupeDigest. Keyed by a secret,
+// so that no one holding the table can test it for a known email or phone.
+func LeadDedupeKey(l Lead, key []byte) string {
+	return KeyedDedupeKey(key, LeadDedupeDigest(l))
+}
+
+// KeyedDedupeKey is the stored form of an unkeyed dedupe digest: the hex
+// HMAC-SHA256 of its hex under key. Keys stored unkeyed before are rewritten
+// with it, since the digest, not the personal data, is all the table holds.
+func KeyedDedupeKey(key []byte, digest string) string {
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte(digest))
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(mac.Sum(sum[:0]))
+}
+
+// LeadDedupeDigest is what makes two deliveries of one lead the same: the
+// contact (email, or the phone when there is no email), the course (trimmed,
+// lower-cased) and the partner's client id; the payload carries no lead id of
+// its own. It is a hex sha256, unkeyed: what dedupe keys were before they were
+// keyed, never stored as such any more (see LeadDedupeKey).
+func LeadDedupeDigest(l Lead) string {
 	contact := "email:" + l.Email
 	if l.Email == "" {
 		contact = "phone:" + l.Phone

@@ -2,6 +2,7 @@ package transforms
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base32"
 	"encoding/hex"
@@ -166,11 +167,11 @@ func TestEventIDMatchesDefinition(t *testing.T) {
 	}
 }
 
-func TestLeadDedupeKey(t *testing.T) {
+func TestLeadDedupeDigest(t *testing.T) {
 	t.Parallel()
 	base := Lead{Email: "jean.dupont@example.fr", Phone: "+33612345678", Course: "Comptabilité", ClientID: "42"}
 	want := "a4ecae51a4cb61007962f61661b5400a162ba39dda4a256885e605f6399211e6" // computed outside Go
-	require.Equal(t, want, LeadDedupeKey(base))
+	require.Equal(t, want, LeadDedupeDigest(base))
 
 	same := []struct {
 		name string
@@ -184,7 +185,7 @@ func TestLeadDedupeKey(t *testing.T) {
 	for _, tt := range same {
 		l := base
 		tt.edit(&l)
-		require.Equal(t, want, LeadDedupeKey(l), tt.name)
+		require.Equal(t, want, LeadDedupeDigest(l), tt.name)
 	}
 
 	differ := []struct {
@@ -200,13 +201,29 @@ func TestLeadDedupeKey(t *testing.T) {
 	for _, tt := range differ {
 		l := base
 		tt.edit(&l)
-		require.NotEqual(t, want, LeadDedupeKey(l), tt.name)
+		require.NotEqual(t, want, LeadDedupeDigest(l), tt.name)
 	}
 
 	byPhone := Lead{Phone: "+33612345678", Course: "Paie", ClientID: "42"}
-	require.Equal(t, LeadDedupeKey(byPhone), LeadDedupeKey(Lead{Phone: "+33612345678", Course: " paie", ClientID: "42"}))
-	require.Regexp(t, `^[0-9a-f]{64}$`, LeadDedupeKey(byPhone))
-	require.NotContains(t, LeadDedupeKey(base), "jean")
+	require.Equal(t, LeadDedupeDigest(byPhone), LeadDedupeDigest(Lead{Phone: "+33612345678", Course: " paie", ClientID: "42"}))
+	require.Regexp(t, `^[0-9a-f]{64}$`, LeadDedupeDigest(byPhone))
+	require.NotContains(t, LeadDedupeDigest(base), "jean")
+}
+
+func TestLeadDedupeKey(t *testing.T) {
+	t.Parallel()
+	l := Lead{Email: "élodie.durand@example.fr", Course: "Comptabilité", ClientID: "42"}
+	k1, k2 := []byte("key one"), []byte("key two")
+	got := LeadDedupeKey(l, k1)
+	require.Regexp(t, `^[0-9a-f]{64}$`, got)
+	require.Equal(t, got, LeadDedupeKey(Lead{Email: l.Email, Course: " COMPTABILITÉ", ClientID: "42 ", City: "lyon"}, k1), "same lead, same key")
+	require.NotEqual(t, got, LeadDedupeKey(l, k2), "another secret, another key")
+	require.NotEqual(t, LeadDedupeDigest(l), got, "never the unkeyed digest")
+	// A digest stored before keys were keyed is rewritten to the key the lead now gets.
+	require.Equal(t, got, KeyedDedupeKey(k1, LeadDedupeDigest(l)))
+	mac := hmac.New(sha256.New, k1)
+	mac.Write([]byte(LeadDedupeDigest(l)))
+	require.Equal(t, hex.EncodeToString(mac.Sum(nil)), got, "HMAC-SHA256 of the digest's hex")
 }
 
 // benchLead is a realistic webhook payload, the size the ingest path sees.
@@ -243,9 +260,9 @@ func BenchmarkEventID(b *testing.B) {
 	}
 }
 
-// The key is the sha256 of json.Marshal([3]string{contact, course, client id}): keys committed
+// The digest is the sha256 of json.Marshal([3]string{contact, course, client id}): keys committed
 // before must still match.
-func TestLeadDedupeKeyDefinition(t *testing.T) {
+func TestLeadDedupeDigestDefinition(t *testing.T) {
 	t.Parallel()
 	for _, l := range []Lead{
 		{Email: "a@b.fr", Course: "Web <avancé> & co", ClientID: `"42"\`},
@@ -259,6 +276,6 @@ func TestLeadDedupeKeyDefinition(t *testing.T) {
 		b, err := json.Marshal([3]string{contact, strings.ToLower(strings.Join(strings.Fields(l.Course), " ")), strings.TrimSpace(l.ClientID)})
 		require.NoError(t, err)
 		sum := sha256.Sum256(b)
-		require.Equal(t, hex.EncodeToString(sum[:]), LeadDedupeKey(l))
+		require.Equal(t, hex.EncodeToString(sum[:]), LeadDedupeDigest(l))
 	}
 }

@@ -191,13 +191,14 @@ func TestWaitingForTokenHonoursContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
 	var wg sync.WaitGroup
-	for range 3 {
-		wg.Go(func() {
-			_, err := c.Interfaces(ctx)
-			require.ErrorIs(t, err, context.DeadlineExceeded)
-		})
+	errs := make([]error, 3)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = c.Interfaces(ctx) })
 	}
 	wg.Wait()
+	for _, err := range errs {
+		require.ErrorIs(t, err, context.DeadlineExceeded)
+	}
 }
 
 func TestRetries(t *testing.T) {

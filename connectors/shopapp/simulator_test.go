@@ -269,22 +269,33 @@ func TestSimulatorConcurrent(t *testing.T) {
 	})
 	keys, err := c.Interfaces(ctx)
 	require.NoError(t, err)
+	readErrs := make([]error, 4) // checked once the readers are done: no require off the test's goroutine
 	for w := range 4 {
 		wg.Go(func() {
 			for k := w; k < len(keys); k += 4 {
-				_, err := c.Interface(ctx, keys[k])
-				require.NoError(t, err)
-				_, err = c.InterfacePrestations(ctx, keys[k])
-				require.NoError(t, err)
+				if _, err := c.Interface(ctx, keys[k]); err != nil {
+					readErrs[w] = err
+					return
+				}
+				if _, err := c.InterfacePrestations(ctx, keys[k]); err != nil {
+					readErrs[w] = err
+					return
+				}
 			}
 		})
 	}
+	var createErr error
 	for k := range 20 {
-		_, err := c.CreateInterface(ctx, boutique("crm-c-"+string(rune('a'+k))))
-		require.NoError(t, err)
+		if _, createErr = c.CreateInterface(ctx, boutique("crm-c-"+string(rune('a'+k)))); createErr != nil {
+			break
+		}
 	}
 	close(done)
 	wg.Wait()
+	require.NoError(t, createErr)
+	for _, err := range readErrs {
+		require.NoError(t, err)
+	}
 }
 
 // BenchmarkPoll reads every interface of a 5 000-interface simulator, as the poller does.

@@ -9,7 +9,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/passerelle/passerelle/internal/hashkey"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // With PASSERELLE_ADMIN_TOKEN set, the admin API wants it; metrics and probes stay open.
@@ -41,10 +43,15 @@ func TestAdminToken(t *testing.T) {
 	}
 }
 
-// Dedupe keys older than the window are pruned at start (and hourly); recent ones stay.
+// Dedupe keys older than the window are pruned at start (and hourly); recent ones stay. They were
+// stored unkeyed (as before PASSERELLE_HASH_KEY): the daemon rewrote them with its key first.
 func TestOldDedupeKeysArePruned(t *testing.T) {
 	t.Parallel()
-	f := newFixture(t, "PASSERELLE_DEDUPE_WINDOW=1h")
+	const hashKey = "a-test-hash-key-of-some-length"
+	f := newFixture(t, "PASSERELLE_DEDUPE_WINDOW=1h", "PASSERELLE_HASH_KEY="+hashKey)
+	keyed := func(digest string) string {
+		return transforms.KeyedDedupeKey(hashkey.Derive([]byte(hashKey), hashkey.PurposeDedupe), digest)
+	}
 	ctx := context.Background()
 	st, err := store.Open(ctx, filepath.Join(f.DataDir, "passerelle.db"))
 	require.NoError(t, err)
@@ -54,13 +61,13 @@ func TestOldDedupeKeysArePruned(t *testing.T) {
 	require.NoError(t, st.Close())
 
 	a := f.start()
-	require.Eventually(t, func() bool {
-		seen, err := a.Store.SeenKeys(ctx, "leads", []string{"old"}, time.Time{})
+	require.True(t, assertEventually(10*time.Second, func() bool {
+		seen, err := a.Store.SeenKeys(ctx, "leads", []string{keyed("old")}, time.Time{})
 		return err == nil && len(seen) == 0
-	}, 10*time.Second, 20*time.Millisecond, "the old key was never pruned")
-	seen, err := a.Store.SeenKeys(ctx, "leads", []string{"recent"}, time.Time{})
+	}), "the old key was never pruned")
+	seen, err := a.Store.SeenKeys(ctx, "leads", []string{keyed("recent"), "recent"}, time.Time{})
 	require.NoError(t, err)
-	require.Equal(t, "evt-recent", seen["recent"], "a key inside the window stays")
+	require.Equal(t, map[string]string{keyed("recent"): "evt-recent"}, seen, "a key inside the window stays, keyed")
 }
 
 // A collector whose source fails (here the store, closed under the daemon) drops its own series

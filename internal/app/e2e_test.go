@@ -64,7 +64,7 @@ func checkSeedDelivered(t *testing.T, f *fixture, format string) {
 	defer cancel()
 	require.NoError(t, rcv.WaitForUnique(ctx, 1))
 	f.waitStage(t, "crm", "out", 1)
-	time.Sleep(200 * time.Millisecond) // room for a duplicate to show up
+	f.waitIdle(t) // a duplicate would have been delivered by now
 	ds := rcv.Deliveries()
 	require.Len(t, ds, 1, "exactly one delivery")
 	require.Zero(t, rcv.Rejected(), "the receiver verified every signature")
@@ -160,7 +160,7 @@ func TestBadRequestsAreRejected(t *testing.T) {
 	defer cancel()
 	require.NoError(t, rcv.WaitForUnique(ctx, len(valid)))
 	f.waitStage(t, "crm", "out", float64(len(valid)))
-	time.Sleep(200 * time.Millisecond)
+	f.waitIdle(t)
 
 	require.Equal(t, float64(len(valid)), f.stageCount(t, "ingest", "out"), "only accepted posts are published")
 	require.Equal(t, float64(len(valid)), f.stageCount(t, "normalize", "in"))
@@ -201,7 +201,7 @@ func TestDuplicateLeads(t *testing.T) {
 	status, body := f.post(t, vb)
 	require.Equal(t, http.StatusOK, status, "%s", body)
 	f.waitStage(t, "normalize", "duplicate", 1)
-	time.Sleep(300 * time.Millisecond)
+	f.waitIdle(t) // had the duplicate gone on, the CRM would have it now
 
 	require.Equal(t, map[string]int{eventIDOf(seed): 1}, rcv.UniqueIDs())
 	require.Len(t, rcv.Deliveries(), 1)
@@ -405,7 +405,7 @@ func TestDeadLetterAndRetry(t *testing.T) {
 	rcv.SetFault(crmsim.Fault{})
 	f.retryDeadLetter(t, dl.ID)
 	require.NoError(t, rcv.WaitForUnique(ctx, 1))
-	time.Sleep(200 * time.Millisecond)
+	f.waitIdle(t)
 	require.Equal(t, map[string]int{eventIDOf(lead): 1}, rcv.UniqueIDs())
 	f.waitStage(t, "crm", "out", 1)
 	require.Empty(t, f.deadLetters(t))
@@ -638,4 +638,28 @@ func TestMetricsLint(t *testing.T) {
 	cmd.Stdin = strings.NewReader(text)
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics:\n%s", out)
+}
+
+// waitIdle waits until no stage of the daemon has anything pending, unacknowledged or awaiting a
+// redelivery (every passerelle_stage_backlog_messages is 0): whatever the daemon will deliver of
+// what it accepted so far, it has delivered. Tests assert "nothing more arrived" after it rather
+// than after a sleep.
+func (f *fixture) waitIdle(t testing.TB) {
+	t.Helper()
+	var busy []string
+	ok := assertEventually(30*time.Second, func() bool {
+		busy = busy[:0]
+		stages := 0
+		for line := range strings.Lines(f.scrape(t)) {
+			if !strings.HasPrefix(line, "passerelle_stage_backlog_messages{") {
+				continue
+			}
+			stages++
+			if series, value, _ := cutLast(strings.TrimSpace(line)); value != "0" {
+				busy = append(busy, series+" "+value)
+			}
+		}
+		return stages > 0 && len(busy) == 0
+	})
+	require.True(t, ok, "stages still busy: %v", busy)
 }

@@ -96,6 +96,8 @@ func TestBacklog(t *testing.T) {
 			require.Equal(t, Backlog{}, bl)
 
 			start := time.Now()
+			// The pauses space the stored times apart, for the comparisons with start and mid below
+			// (the server's clock may not be this one); nothing is awaited.
 			require.NoError(t, pub.Publish("things.in", message.NewMessage("a", []byte("x"))))
 			time.Sleep(50 * time.Millisecond)
 			require.NoError(t, pub.Publish("other.in", message.NewMessage("o", []byte("x"))))
@@ -183,6 +185,10 @@ func consume(t *testing.T, b *Broker, durable string, n int, ack bool) []string 
 	defer sub.Close()
 	ch, err := sub.Subscribe(ctx, "things.in")
 	require.NoError(t, err)
+	// Nothing is published while consume runs: what is unacked now, less what is acked below, is
+	// what the server counts once the acks reached it.
+	before, err := b.Backlog(ctx, durable)
+	require.NoError(t, err)
 	var ids []string
 	for range n {
 		m := receive(t, ch)
@@ -191,9 +197,27 @@ func consume(t *testing.T, b *Broker, durable string, n int, ack bool) []string 
 			m.Ack()
 		}
 	}
-	// Give the async acks a moment to reach the server before the subscriber closes.
-	time.Sleep(100 * time.Millisecond)
+	if ack && n > 0 {
+		// The acks are sent asynchronously: wait for the server to count them before the subscriber closes.
+		var bl Backlog
+		waitFor(t, "acks to reach the server", func() bool {
+			bl, err = b.Backlog(ctx, durable)
+			return err == nil && bl.Messages+uint64(n) <= before.Messages
+		})
+	}
 	return ids
+}
+
+// waitFor polls cond on the test's goroutine until it holds, failing the test after 10 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
 }
 
 func receive(t *testing.T, ch <-chan *message.Message) *message.Message {

@@ -2,16 +2,22 @@ package modules
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
+	"path/filepath"
 	"time"
 
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
+	"github.com/passerelle/passerelle/internal/hashkey"
 	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/redact"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // LeadsConfig configures the Ici Formation lead webhook and the leads pipeline.
@@ -19,6 +25,7 @@ type LeadsConfig struct {
 	Token        string        `env:"ICIFORMATION_TOKEN" secret:"true" desc:"token Ici Formation sends; the webhook is off when empty"`
 	Auth         string        `env:"ICIFORMATION_AUTH, default=bearer" desc:"how the token is sent: bearer, api-key, x-token or token"`
 	DedupeWindow time.Duration `env:"DEDUPE_WINDOW, default=24h" desc:"a lead with the same contact, formation and id_client inside this window is a duplicate"`
+	HashKey      string        `env:"HASH_KEY" secret:"true" desc:"secret keying the digests of emails and phones (dedupe keys, log hashes), 16 bytes or more; when empty, one is generated once into hash.key in the data directory; daemons sharing a PostgreSQL store must share it"`
 }
 
 // Validate implements config.Section.
@@ -29,6 +36,9 @@ func (c *LeadsConfig) Validate() error {
 	}
 	if c.DedupeWindow < 0 {
 		errs.Add("DEDUPE_WINDOW", "must not be negative")
+	}
+	if c.HashKey != "" && len(c.HashKey) < hashkey.MinLen {
+		errs.Add("HASH_KEY", "must be at least %d bytes", hashkey.MinLen)
 	}
 	return errs.Err()
 }
@@ -71,8 +81,13 @@ func (Leads) Source() string { return "PASSERELLE_ICIFORMATION_TOKEN (Ici Format
 func (m Leads) Build(ctx context.Context, env *Env) error {
 	c := config.Get[*LeadsConfig](env.Cfg, nameLeads)
 	env.LeadSources[pipelines.SourceIciFormation] = pipelines.DecodeIciFormation
+	dedupeKey, logHasher, err := leadHashKeys(ctx, env, c.HashKey)
+	if err != nil {
+		return err
+	}
 	if err := pipelines.AddLeads(ctx, env.Wiring, pipelines.LeadsConfig{
-		Store: env.Store, DedupeWindow: c.DedupeWindow, Sources: env.LeadSources, CRM: env.CRM,
+		Store: env.Store, DedupeWindow: c.DedupeWindow, DedupeKey: dedupeKey, LogHasher: logHasher,
+		Sources: env.LeadSources, CRM: env.CRM,
 	}); err != nil {
 		return err
 	}
@@ -102,6 +117,35 @@ func (m Leads) Build(ctx context.Context, env *Env) error {
 		Auth: httpapi.TokenAuth{Scheme: scheme, Token: c.Token}, Logger: env.Log.With("source", "iciformation"),
 	}, ingest)))
 	return nil
+}
+
+// leadHashKeys loads the hash key (PASSERELLE_HASH_KEY or the data directory's) and derives the
+// dedupe and log keys. Dedupe keys stored unkeyed by an earlier version are rewritten with it the
+// first time, so a lead seen before the upgrade is still a duplicate after.
+func leadHashKeys(ctx context.Context, env *Env, configured string) ([]byte, redact.Hasher, error) {
+	key, generated, err := hashkey.Load(configured, env.Cfg.DataDir)
+	if err != nil {
+		return nil, redact.Hasher{}, err
+	}
+	if generated {
+		env.Log.Info("hash key generated", "file", filepath.Join(env.Cfg.DataDir, hashkey.FileName))
+		if env.Cfg.StoreDSN != "" {
+			env.Log.Warn("hash key generated while the store is shared (PASSERELLE_STORE_DSN): set PASSERELLE_HASH_KEY to the same value on every daemon, or their dedupe keys will not match")
+		}
+	}
+	dedupeKey := hashkey.Derive(key, hashkey.PurposeDedupe)
+	n, err := env.Store.RekeyDedupe(ctx, hashkey.ID(dedupeKey), func(digest string) string {
+		return transforms.KeyedDedupeKey(dedupeKey, digest)
+	})
+	switch {
+	case errors.Is(err, store.ErrDedupeKeyChanged):
+		env.Log.Warn("the hash key changed: dedupe keys stored before match nothing, a lead seen inside the dedupe window may pass once more")
+	case err != nil:
+		return nil, redact.Hasher{}, fmt.Errorf("key the stored dedupe keys: %w", err)
+	case n > 0:
+		env.Log.Info("stored dedupe keys rewritten with the hash key", "count", n)
+	}
+	return dedupeKey, redact.NewHasher(hashkey.Derive(key, hashkey.PurposeLogs)), nil
 }
 
 const sandboxLeadToken = "sandbox-token"
