@@ -410,13 +410,17 @@ func TestSimpleboWebhookStates(t *testing.T) {
 		simpleboHookSecret, simpleboHookToken)
 }
 
-// A Simplébo client in the billing file: activated and billing started by its webhooks, it has a
-// row in each month it is billed (source simplebo, the configured code and price); once its
-// contract ended, the months after have none.
+// One Simplébo client's life, end to end: a mock-up, then the activation, through the API; the
+// webhooks 0, 1 and 3; a row in the billing file for each month it is billed (source simplebo, the
+// configured code and price); its contract ends, and the month after has no row.
 func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	t.Parallel()
 	sim := startSimpleboSim(t)
 	f := newFixture(t,
+		"PASSERELLE_SIMPLEBO_URL="+sim.URL(),
+		"PASSERELLE_SIMPLEBO_TOKEN="+sim.Token(),
+		"PASSERELLE_SIMPLEBO_PARTNER_CODE="+sim.PartnerCode(),
+		"PASSERELLE_SIMPLEBO_PARTNER=LBA",
 		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET="+simpleboHookSecret,
 		"PASSERELLE_SIMPLEBO_BILLING_PRICE=29.00",
 		"PASSERELLE_SIMPLEBO_BILLING_CODE=SB-SITE-AMM",
@@ -424,6 +428,12 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	f.start()
 	hook := "http://" + f.run.App.HTTPAddr() + "/webhooks/simplebo/" + simpleboHookSecret
 	ctx := context.Background()
+
+	cu := testCustomer("B-1")
+	publishSimplebo(t, f, pipelines.SimpleboCommand{Op: pipelines.SimpleboOpMockup, Client: cu})
+	waitSimpleboEvent(t, f, pipelines.EventClientMockupRequested, "B-1", nil)
+	publishSimplebo(t, f, pipelines.SimpleboCommand{Op: pipelines.SimpleboOpActivate, Client: cu})
+	waitSimpleboEvent(t, f, pipelines.EventClientActivationRequested, "B-1", nil)
 
 	now := time.Now()
 	twoAgo := pipelines.PeriodOf(now).Previous().Previous()
@@ -453,7 +463,7 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 		rows := rowsOf(p)
 		require.Len(t, rows, 1, "period %s", p)
 		start, end := p.Bounds(time.UTC)
-		want := strings.Join([]string{p.String(), "B-1", "Boulangerie B-1"}, ";")
+		want := strings.Join([]string{p.String(), "B-1"}, ";")
 		require.True(t, strings.HasPrefix(rows[0], want), "%s", rows[0])
 		require.Contains(t, rows[0], ";simplebo;SB-SITE-AMM;Site Simplébo;1;29.00;29.00;"+start.Format("2006-01-02")+";"+end.AddDate(0, 0, -1).Format("2006-01-02"))
 	}
