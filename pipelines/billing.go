@@ -169,7 +169,7 @@ type BillingSource interface {
 // Billing builds and uploads the monthly file of clients to bill.
 type Billing struct {
 	// Sources add the rows of other partners' clients to the same file.
-	Sources []BillingSource
+	Sources   []BillingSource
 	Store     BillingStore
 	Catalogue CatalogueReader
 	Uploader  FileUploader // nil: uploads are off (dry runs still work)

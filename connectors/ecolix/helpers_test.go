@@ -47,17 +47,6 @@ func generate(t testing.TB, sim *ecolixsim.Sim, resource string, n int, from tim
 	return ids
 }
 
-// exportCalls counts the simulator's export calls for resource.
-func exportCalls(sim *ecolixsim.Sim, resource string) int {
-	n := 0
-	for _, c := range sim.Calls() {
-		if c.Resource == resource {
-			n++
-		}
-	}
-	return n
-}
-
 // counter reads a counter of reg by its label values, in the order declared.
 func counter(t testing.TB, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
