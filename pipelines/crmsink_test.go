@@ -25,27 +25,38 @@ import (
 	"github.com/passerelle/passerelle/transforms"
 )
 
-// Leads travel in batches from the webhook to the CRM stage. Within a batch, a lead the CRM
-// refuses for good goes to the dead-letter topic alone while the others are delivered; leads that
-// fail for now are requeued one by one and retried on their own; nothing is delivered twice.
-func TestLeadBatchesThroughCRM(t *testing.T) {
-	t.Parallel()
+// crmHarness is a CRM stage's surroundings: the embedded broker, the real store, a router and a
+// simulated CRM receiver that checks signatures.
+type crmHarness struct {
+	ctx    context.Context
+	b      *broker.Broker
+	pub    *broker.Publisher
+	st     *store.Store
+	rcv    *crmsim.Receiver
+	reg    *prometheus.Registry
+	w      pipelines.Wiring
+	router *message.Router
+	sink   *pipelines.CRMSink
+}
+
+// newCRMHarness builds it; the sink, with no in-call retries, sends to rcv under engine's limits.
+// Consumers honour SubscribeOptions as the daemon's do; redeliveries come after nak ms.
+func newCRMHarness(t *testing.T, engine delivery.Config, nak time.Duration) *crmHarness {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	t.Cleanup(cancel)
 	dir := t.TempDir()
 	b, pub := openTestBroker(t, dir)
-	defer b.Close()
-	defer pub.Close()
+	t.Cleanup(func() { _ = pub.Close(); _ = b.Close() })
 	st := openTestStore(t, dir)
-	defer st.Close()
+	t.Cleanup(func() { _ = st.Close() })
 	secret, err := stdwebhook.NewSecret()
 	require.NoError(t, err)
 	rcv, err := crmsim.Start(secret)
 	require.NoError(t, err)
-	defer rcv.Close()
+	t.Cleanup(rcv.Close)
 	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
 	require.NoError(t, err)
-
 	reg := prometheus.NewRegistry()
 	metrics := pipelines.NewMetrics(reg)
 	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
@@ -53,20 +64,39 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	w := pipelines.Wiring{
 		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
 		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
-			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
-				NakDelay: broker.ExpDelay{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
-			}, watermill.NopLogger{})
+			cc := broker.ConsumerConfig{NakDelay: broker.ExpDelay{Min: nak, Max: 2 * nak}, Subscribers: opts.Subscribers}
+			if opts.Ordered {
+				cc.MaxAckPending = 1
+			}
+			return b.NewSubscriber(ctx, durable, topic, cc, watermill.NopLogger{})
 		},
 	}
 	sink := &pipelines.CRMSink{
-		Sender: client, Engine: delivery.New(delivery.Config{Concurrency: 1}, nil), Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
+		Sender: client, Engine: delivery.New(engine, nil), Endpoints: []string{rcv.URL() + "/crm"}, Store: st, MaxAttempts: 10,
 		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
 		Log:      slogDiscard(), Now: time.Now,
 	}
-	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
-	go func() { _ = router.Run(ctx) }()
-	defer router.Close()
-	<-router.Running()
+	return &crmHarness{ctx: ctx, b: b, pub: pub, st: st, rcv: rcv, reg: reg, w: w, router: router, sink: sink}
+}
+
+// run starts the router once the stages are added.
+func (h *crmHarness) run(t *testing.T) {
+	t.Helper()
+	go func() { _ = h.router.Run(h.ctx) }()
+	t.Cleanup(func() { _ = h.router.Close() })
+	<-h.router.Running()
+}
+
+// Leads travel in batches from the webhook to the CRM stage. Within a batch, a lead the CRM
+// refuses for good goes to the dead-letter topic alone while the others are delivered; leads that
+// fail for now are requeued one by one and retried on their own; nothing is delivered twice.
+func TestLeadBatchesThroughCRM(t *testing.T) {
+	t.Parallel()
+	// One request at a time, so that the order and the down-endpoint short-circuit are observable.
+	h := newCRMHarness(t, delivery.Config{Concurrency: 1}, 50*time.Millisecond)
+	ctx, b, pub, st, rcv, reg := h.ctx, h.b, h.pub, h.st, h.rcv, h.reg
+	require.NoError(t, pipelines.AddLeads(ctx, h.w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: h.sink}))
+	h.run(t)
 
 	// publish sends n leads as one batch, the way the webhook's Batcher does, and returns their ids;
 	// extra messages go in the batch too.
@@ -176,45 +206,14 @@ func (h *health) StoreOK()          { h.ok.Add(1) }
 // then recovered.
 func TestUnwrittenDeliveryLogIsNotResent(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	dir := t.TempDir()
-	b, pub := openTestBroker(t, dir)
-	defer b.Close()
-	defer pub.Close()
-	real := openTestStore(t, dir)
-	defer real.Close()
-	st := &flakyLog{Store: real}
+	h := newCRMHarness(t, delivery.Config{}, 50*time.Millisecond)
+	ctx, pub, rcv := h.ctx, h.pub, h.rcv
+	st := &flakyLog{Store: h.st}
 	st.fail.Store(2)
-	secret, err := stdwebhook.NewSecret()
-	require.NoError(t, err)
-	rcv, err := crmsim.Start(secret)
-	require.NoError(t, err)
-	defer rcv.Close()
-	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	metrics := pipelines.NewMetrics(reg)
-	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
-	require.NoError(t, err)
-	w := pipelines.Wiring{
-		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
-		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
-			return b.NewSubscriber(ctx, durable, topic, broker.ConsumerConfig{
-				NakDelay: broker.ExpDelay{Min: 50 * time.Millisecond, Max: 200 * time.Millisecond},
-			}, watermill.NopLogger{})
-		},
-	}
-	h := &health{}
-	sink := &pipelines.CRMSink{
-		Sender: client, Engine: delivery.New(delivery.Config{}, nil), Endpoints: []string{rcv.URL() + "/leads"}, Store: st, MaxAttempts: 10,
-		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
-		Log:      slogDiscard(), Now: time.Now, Health: h, Sent: pipelines.NewSentCache(100),
-	}
-	require.NoError(t, pipelines.AddLeads(ctx, w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: sink}))
-	go func() { _ = router.Run(ctx) }()
-	defer router.Close()
-	<-router.Running()
+	hl := &health{}
+	h.sink.Store, h.sink.Health, h.sink.Sent = st, hl, pipelines.NewSentCache(100)
+	require.NoError(t, pipelines.AddLeads(ctx, h.w, pipelines.LeadsConfig{Sources: pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}, Store: st, DedupeWindow: 24 * time.Hour, CRM: h.sink}))
+	h.run(t)
 
 	raw := []byte(`{"email":"full-disk@example.com","formation":"Web","id_client":"1"}`)
 	id := transforms.EventID(pipelines.SourceIciFormation, raw)
@@ -225,56 +224,22 @@ func TestUnwrittenDeliveryLogIsNotResent(t *testing.T) {
 
 	// The log fails twice, then is written: the delivery shows in it.
 	require.Eventually(t, func() bool {
-		d, err := real.DeliveriesTo(ctx, pipelines.EndpointID(rcv.URL()+"/leads"), []string{id})
+		d, err := h.st.DeliveriesTo(ctx, pipelines.EndpointID(rcv.URL()+"/crm"), []string{id})
 		return err == nil && d[id].Delivered
 	}, 20*time.Second, 20*time.Millisecond)
 	require.Equal(t, 1, rcv.Attempts(), "sent once, though its log failed twice")
-	require.Equal(t, int32(2), h.failed.Load())
-	require.Positive(t, h.ok.Load())
+	require.Equal(t, int32(2), hl.failed.Load())
+	require.Positive(t, hl.ok.Load())
 }
 
 // An interface's events reach the CRM in the order they happened, even when the first is refused
 // for now and comes back later: its topic is consumed one message at a time, so the second waits.
 func TestOrderedEventsKeepTheirOrderAcrossRedelivery(t *testing.T) {
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	dir := t.TempDir()
-	b, pub := openTestBroker(t, dir)
-	defer b.Close()
-	defer pub.Close()
-	st := openTestStore(t, dir)
-	defer st.Close()
-	secret, err := stdwebhook.NewSecret()
-	require.NoError(t, err)
-	rcv, err := crmsim.Start(secret)
-	require.NoError(t, err)
-	defer rcv.Close()
-	client, err := crm.New(crm.Config{Secret: secret, Retries: -1}, nil)
-	require.NoError(t, err)
-	reg := prometheus.NewRegistry()
-	metrics := pipelines.NewMetrics(reg)
-	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, pub, metrics, watermill.NopLogger{})
-	require.NoError(t, err)
-	w := pipelines.Wiring{
-		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
-		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
-			cc := broker.ConsumerConfig{NakDelay: broker.ExpDelay{Min: 200 * time.Millisecond, Max: 400 * time.Millisecond}, Subscribers: opts.Subscribers}
-			if opts.Ordered {
-				cc.MaxAckPending = 1
-			}
-			return b.NewSubscriber(ctx, durable, topic, cc, watermill.NopLogger{})
-		},
-	}
-	sink := &pipelines.CRMSink{
-		Sender: client, Engine: delivery.New(delivery.Config{}, nil), Endpoints: []string{rcv.URL() + "/events"}, Store: st, MaxAttempts: 10,
-		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
-		Log:      slogDiscard(), Now: time.Now,
-	}
-	require.NoError(t, pipelines.AddShopApp(ctx, w, sink, nil, st))
-	go func() { _ = router.Run(ctx) }()
-	defer router.Close()
-	<-router.Running()
+	h := newCRMHarness(t, delivery.Config{}, 200*time.Millisecond)
+	ctx, pub, rcv := h.ctx, h.pub, h.rcv
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	h.run(t)
 
 	rcv.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusServiceUnavailable, Remaining: 1})
 	var ids []string
