@@ -1,17 +1,21 @@
 package app_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/ecolix/ecolixsim"
+	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -135,13 +139,15 @@ func TestEcolixEndToEnd(t *testing.T) {
 	}), "inbox file not moved to traites/")
 	_, err = os.Stat(filepath.Join(inbox, "clients_2026-12-04.csv"))
 	require.ErrorIs(t, err, os.ErrNotExist)
-	v, _ := metric(f.scrape(t), "passerelle_ecolix_inbox_files_total", map[string]string{"outcome": "done"})
-	require.Equal(t, 1.0, v)
+	require.True(t, assertEventually(10*time.Second, func() bool { // counted after the move
+		v, _ := metric(f.scrape(t), "passerelle_ecolix_inbox_files_total", map[string]string{"outcome": "done"})
+		return v == 1
+	}), "inbox file not counted done")
 
 	// The validated quote made one interface; the draft none.
 	require.True(t, assertEventually(30*time.Second, func() bool { return shop.Calls()["POST /interfaces"] == 1 }),
 		"interface creations: %d", shop.Calls()["POST /interfaces"])
-	v, _ = metric(f.scrape(t), "passerelle_ecolix_provision_commands_total", nil)
+	v, _ := metric(f.scrape(t), "passerelle_ecolix_provision_commands_total", nil)
 	require.Equal(t, 1.0, v)
 
 	// The imported lead comes back as an Ecolix client: wait for it, so the restart below starts
@@ -197,4 +203,96 @@ func TestEcolixEndToEnd(t *testing.T) {
 	}
 	require.Zero(t, sim.Breaches(), "calls over the contractual limit (most in a window: %d)", sim.MaxInAnyWindow())
 	require.LessOrEqual(t, sim.MaxInAnyWindow(), perMin)
+}
+
+// TestEcolixSFTPInbox runs file mode alone on an SFTP inbox with its host key pinned: a good file
+// reaches the CRM and moves to traites/, a file with a bad line moves to erreurs/ with its reason,
+// a half-written one waits.
+func TestEcolixSFTPInbox(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	inbox := filepath.Join(root, "exports")
+	require.NoError(t, os.MkdirAll(inbox, 0o755))
+	srv, err := sftp.StartServer(context.Background(), sftp.ServerConfig{Root: root, User: "ecolix", Password: "inbox-pw"})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = srv.Close() })
+	knownHosts := filepath.Join(t.TempDir(), "known_hosts")
+	require.NoError(t, srv.WriteKnownHosts(knownHosts))
+
+	at := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
+	good := "id;reference;libelle;date_modification\n" +
+		"A-1;;Article un;" + frtime.Format(at) + "\n" +
+		"A-2;;Article deux;" + frtime.Format(at) + "\n"
+	bad := "id;date_modification\nS-1;" + frtime.Format(at) + "\nS-2;pas une date\n"
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "articles_1.csv"), []byte(good), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "stocks_1.csv"), []byte(bad), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(inbox, "commandes_1.csv.part"), []byte("id;"), 0o644))
+
+	f := newFixture(t,
+		"PASSERELLE_ECOLIX_INBOX=sftp://ecolix@"+srv.Addr()+"/exports",
+		"PASSERELLE_ECOLIX_INBOX_PASSWORD=inbox-pw",
+		"PASSERELLE_ECOLIX_INBOX_KNOWN_HOSTS="+knownHosts,
+		"PASSERELLE_ECOLIX_POLL_INTERVAL=200ms",
+	)
+	f.start()
+	want := []string{pipelines.EcolixEventID("articles", "A-1", at), pipelines.EcolixEventID("articles", "A-2", at)}
+	require.True(t, assertEventually(30*time.Second, func() bool {
+		count, _ := ecolixDeliveries(f)
+		return count[want[0]] == 1 && count[want[1]] == 1
+	}), "the file's rows did not reach the CRM")
+	require.True(t, assertEventually(20*time.Second, func() bool {
+		_, err1 := os.Stat(filepath.Join(inbox, "traites", "articles_1.csv"))
+		_, err2 := os.Stat(filepath.Join(inbox, "erreurs", "stocks_1.csv.raison.txt"))
+		return err1 == nil && err2 == nil
+	}), "files not moved")
+	reason, err := os.ReadFile(filepath.Join(inbox, "erreurs", "stocks_1.csv.raison.txt"))
+	require.NoError(t, err)
+	require.Contains(t, string(reason), "line 3")
+	_, err = os.Stat(filepath.Join(inbox, "commandes_1.csv.part"))
+	require.NoError(t, err, "a half-written file stays")
+	count, byID := ecolixDeliveries(f)
+	require.Len(t, count, 2, "nothing of the refused file is published: %v", byID)
+	// The reason is written before the move, the count after it.
+	require.True(t, assertEventually(10*time.Second, func() bool {
+		v, _ := metric(f.scrape(t), "passerelle_ecolix_inbox_files_total", map[string]string{"outcome": "error"})
+		return v == 1
+	}), "refused file not counted")
+	_, err = os.Stat(filepath.Join(inbox, "erreurs", "stocks_1.csv"))
+	require.NoError(t, err)
+}
+
+func TestEcolixConfigNamesTheVariable(t *testing.T) {
+	t.Parallel()
+	const url = "PASSERELLE_ECOLIX_URL=https://erp.example.fr"
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{[]string{url, "PASSERELLE_ECOLIX_API_KEY=k"}, "PASSERELLE_ECOLIX_RATE_PER_MIN"},
+		{[]string{url, "PASSERELLE_ECOLIX_RATE_PER_MIN=60"}, "PASSERELLE_ECOLIX_API_KEY"},
+		{[]string{"PASSERELLE_ECOLIX_URL=erp.example.fr", "PASSERELLE_ECOLIX_API_KEY=k", "PASSERELLE_ECOLIX_RATE_PER_MIN=60"}, "PASSERELLE_ECOLIX_URL"},
+		{[]string{"PASSERELLE_ECOLIX_RATE_PER_MIN=-1"}, "PASSERELLE_ECOLIX_RATE_PER_MIN"},
+		{[]string{"PASSERELLE_ECOLIX_RESOURCES=clients,factures"}, "PASSERELLE_ECOLIX_RESOURCES"},
+		{[]string{"PASSERELLE_ECOLIX_POLL_INTERVAL=0s"}, "PASSERELLE_ECOLIX_POLL_INTERVAL"},
+		{[]string{"PASSERELLE_ECOLIX_IMPORT_LEADS=yes"}, "PASSERELLE_ECOLIX_IMPORT_LEADS"},
+		{[]string{"PASSERELLE_ECOLIX_IMPORT_LEADS=on"}, "PASSERELLE_ECOLIX_IMPORT_LEADS"},
+		{[]string{"PASSERELLE_ECOLIX_INBOX=ftp://h/x"}, "PASSERELLE_ECOLIX_INBOX"},
+		{[]string{"PASSERELLE_ECOLIX_INBOX=sftp://u@h:22/x", "PASSERELLE_ECOLIX_INBOX_PASSWORD=p"}, "PASSERELLE_ECOLIX_INBOX_KNOWN_HOSTS"},
+		{[]string{"PASSERELLE_ECOLIX_INBOX=sftp://u@h:22/x", "PASSERELLE_ECOLIX_INBOX_KNOWN_HOSTS=/kh"}, "PASSERELLE_ECOLIX_INBOX_PASSWORD"},
+		{[]string{"PASSERELLE_ECOLIX_INBOX=sftp://h:22/x", "PASSERELLE_ECOLIX_INBOX_KNOWN_HOSTS=/kh", "PASSERELLE_ECOLIX_INBOX_PASSWORD=p"}, "user is missing"},
+	} {
+		t.Run(strings.Join(tc.env, " "), func(t *testing.T) {
+			_, err := app.LoadConfig(context.Background(), tc.env)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+	// A password in the URL is refused without being quoted.
+	_, err := app.LoadConfig(context.Background(), []string{"PASSERELLE_ECOLIX_INBOX=sftp://u:hunter2@h:22/x"})
+	require.ErrorContains(t, err, "PASSERELLE_ECOLIX_INBOX_PASSWORD")
+	require.NotContains(t, err.Error(), "hunter2")
+
+	// Exports that nothing would consume are refused at start.
+	cfg, err := app.LoadConfig(context.Background(), []string{"PASSERELLE_ECOLIX_INBOX=" + t.TempDir()})
+	require.NoError(t, err)
+	require.ErrorContains(t, app.Check(cfg, true), "PASSERELLE_CRM_URL")
 }

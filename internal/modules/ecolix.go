@@ -1,8 +1,13 @@
 package modules
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -11,6 +16,7 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/ecolix"
 	"github.com/passerelle/passerelle/connectors/ecolix/ecolixsim"
+	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/frtime"
@@ -19,13 +25,16 @@ import (
 
 // EcolixConfig configures the Ecolix ERP exports (API or file inbox) and the lead import.
 type EcolixConfig struct {
-	URL          string        `env:"ECOLIX_URL" desc:"API base URL; the export poller and the import are off when empty"`
-	APIKey       string        `env:"ECOLIX_API_KEY" secret:"true" desc:"API key, sent as Authorization: Bearer"`
-	Resources    []string      `env:"ECOLIX_RESOURCES, default=clients,devis,commandes,articles,stocks" desc:"exports to pull, comma separated"`
-	PollInterval time.Duration `env:"ECOLIX_POLL_INTERVAL, default=5m" desc:"time between two polls of the exports and scans of the inbox; a poll still running when the next is due skips it"`
-	RatePerMin   int           `env:"ECOLIX_RATE_PER_MIN" desc:"the contractual call limit: calls per sliding minute, shared by every export and the import (required with ECOLIX_URL)"`
-	Inbox        string        `env:"ECOLIX_INBOX" desc:"local folder where CSV exports are dropped (file mode); processed files move to traites/ or erreurs/"`
-	ImportLeads  string        `env:"ECOLIX_IMPORT_LEADS, default=off" desc:"on: every new lead is upserted as an Ecolix client (POST /api/v1/import/clients), under the same call limit"`
+	URL             string        `env:"ECOLIX_URL" desc:"API base URL; the export poller and the import are off when empty"`
+	APIKey          string        `env:"ECOLIX_API_KEY" secret:"true" desc:"API key, sent as Authorization: Bearer"`
+	Resources       []string      `env:"ECOLIX_RESOURCES, default=clients,devis,commandes,articles,stocks" desc:"exports to pull, comma separated"`
+	PollInterval    time.Duration `env:"ECOLIX_POLL_INTERVAL, default=5m" desc:"time between two polls of the exports and scans of the inbox; a poll still running when the next is due skips it"`
+	RatePerMin      int           `env:"ECOLIX_RATE_PER_MIN" desc:"the contractual call limit: calls per sliding minute, shared by every export and the import (required with ECOLIX_URL)"`
+	Inbox           string        `env:"ECOLIX_INBOX" desc:"where CSV exports are dropped (file mode): a local folder, or sftp://user@host:port/path; processed files move to traites/ or erreurs/"`
+	InboxPassword   string        `env:"ECOLIX_INBOX_PASSWORD" secret:"true" desc:"SFTP inbox: password (or use ECOLIX_INBOX_KEY_FILE)"`
+	InboxKeyFile    string        `env:"ECOLIX_INBOX_KEY_FILE" desc:"SFTP inbox: private key file for key auth"`
+	InboxKnownHosts string        `env:"ECOLIX_INBOX_KNOWN_HOSTS" desc:"SFTP inbox: known_hosts file holding the server's host key; unknown or changed keys are refused"`
+	ImportLeads     string        `env:"ECOLIX_IMPORT_LEADS, default=off" desc:"on: every new lead is upserted as an Ecolix client (POST /api/v1/import/clients), under the same call limit"`
 }
 
 // Validate implements config.Section.
@@ -54,10 +63,17 @@ func (c *EcolixConfig) Validate() error {
 	if c.PollInterval <= 0 {
 		errs.Add("ECOLIX_POLL_INTERVAL", "must be positive")
 	}
-	if c.Inbox != "" {
-		if u, err := url.Parse(c.Inbox); err == nil && u.Scheme != "" && len(u.Scheme) > 1 {
-			// SFTP inboxes are designed (issue 15) but not built yet: refuse rather than misread.
-			errs.Add("ECOLIX_INBOX", "%s:// inboxes are not supported yet: give a local folder", u.Scheme)
+	if u, remote, err := c.sftpInbox(); err != nil {
+		errs.Add("ECOLIX_INBOX", "%v", err)
+	} else if remote {
+		if u.User == nil || u.User.Username() == "" {
+			errs.Add("ECOLIX_INBOX", "sftp://user@host:port/path: the user is missing")
+		}
+		if c.InboxKnownHosts == "" {
+			errs.Add("ECOLIX_INBOX_KNOWN_HOSTS", "required with an sftp:// inbox: host keys are always checked")
+		}
+		if c.InboxPassword == "" && c.InboxKeyFile == "" {
+			errs.Add("ECOLIX_INBOX_PASSWORD", "set a password or PASSERELLE_ECOLIX_INBOX_KEY_FILE for the sftp:// inbox")
 		}
 	}
 	switch c.ImportLeads {
@@ -70,6 +86,109 @@ func (c *EcolixConfig) Validate() error {
 		errs.Add("ECOLIX_IMPORT_LEADS", "%q: want on or off", c.ImportLeads)
 	}
 	return errs.Err()
+}
+
+// sftpInbox parses an sftp:// inbox; remote is false for a local folder (no scheme). Errors quote
+// no credentials.
+func (c *EcolixConfig) sftpInbox() (u *url.URL, remote bool, err error) {
+	if !strings.Contains(c.Inbox, "://") {
+		return nil, false, nil
+	}
+	u, err = url.Parse(c.Inbox)
+	switch {
+	case err != nil:
+		return nil, false, errors.New("not a URL nor a local folder")
+	case u.Scheme != "sftp":
+		return nil, false, fmt.Errorf("%s:// inboxes are not supported: give a local folder or sftp://user@host:port/path", u.Scheme)
+	case u.Host == "":
+		return nil, false, errors.New("sftp://user@host:port/path: the host is missing")
+	case u.User != nil:
+		if _, has := u.User.Password(); has {
+			return nil, false, errors.New("no password in the URL: set PASSERELLE_ECOLIX_INBOX_PASSWORD")
+		}
+	}
+	return u, true, nil
+}
+
+// inboxFS opens the configured inbox: a local folder (created if missing) or an SFTP one.
+func (c *EcolixConfig) inboxFS() (ecolix.FS, error) {
+	u, remote, err := c.sftpInbox()
+	if err != nil {
+		return nil, fmt.Errorf("PASSERELLE_ECOLIX_INBOX: %w", err)
+	}
+	if !remote {
+		if err := os.MkdirAll(c.Inbox, 0o750); err != nil {
+			return nil, fmt.Errorf("PASSERELLE_ECOLIX_INBOX: %w", err)
+		}
+		return ecolix.LocalFS(c.Inbox), nil
+	}
+	addr := u.Host
+	if u.Port() == "" {
+		addr = net.JoinHostPort(u.Hostname(), "22")
+	}
+	dir := u.Path
+	if dir == "" {
+		dir = "."
+	}
+	sc := sftp.Config{Addr: addr, User: u.User.Username(), Password: c.InboxPassword, KnownHostsFile: c.InboxKnownHosts, Dir: dir}
+	if c.InboxKeyFile != "" {
+		key, err := os.ReadFile(c.InboxKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("PASSERELLE_ECOLIX_INBOX_KEY_FILE: %w", err)
+		}
+		sc.PrivateKey = key
+	}
+	d, err := sftp.NewRemoteDir(sc)
+	if err != nil {
+		return nil, fmt.Errorf("PASSERELLE_ECOLIX_INBOX: %w", err)
+	}
+	return sftpInbox{d}, nil
+}
+
+// sftpInbox is an Ecolix inbox on an SFTP server.
+type sftpInbox struct{ d *sftp.RemoteDir }
+
+// maxInboxFile is read at most from an SFTP inbox file, one byte past the inbox's own limit, which
+// then refuses the file.
+const maxInboxFile = 256<<20 + 1
+
+func (s sftpInbox) List(ctx context.Context, dir string) ([]ecolix.FileInfo, error) {
+	list, err := s.d.List(ctx, dir)
+	out := make([]ecolix.FileInfo, 0, len(list))
+	for _, fi := range list {
+		out = append(out, ecolixFileInfo(fi))
+	}
+	return out, err
+}
+
+func (s sftpInbox) Open(ctx context.Context, name string) (io.ReadCloser, error) {
+	data, err := s.d.ReadFile(ctx, name, maxInboxFile)
+	if err != nil {
+		return nil, err
+	}
+	return io.NopCloser(bytes.NewReader(data)), nil
+}
+
+func (s sftpInbox) Rename(ctx context.Context, from, to string) error {
+	return s.d.Rename(ctx, from, to)
+}
+
+func (s sftpInbox) WriteFile(ctx context.Context, name string, data []byte) error {
+	return s.d.WriteFile(ctx, name, data)
+}
+
+func (s sftpInbox) Stat(ctx context.Context, name string) (ecolix.FileInfo, error) {
+	fi, err := s.d.Stat(ctx, name)
+	if err != nil {
+		return ecolix.FileInfo{}, err
+	}
+	return ecolixFileInfo(fi), nil
+}
+
+func (s sftpInbox) MkdirAll(ctx context.Context, dir string) error { return s.d.MkdirAll(ctx, dir) }
+
+func ecolixFileInfo(fi fs.FileInfo) ecolix.FileInfo {
+	return ecolix.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime(), IsDir: fi.IsDir()}
 }
 
 // resources are the configured exports, trimmed.
@@ -108,7 +227,11 @@ func (*Ecolix) Enabled(cfg config.Config) (bool, string) {
 		what = append(what, fmt.Sprintf("polling %s (%s) every %s under %d calls/min", config.RedactURL(c.URL), strings.Join(c.resources(), ","), c.PollInterval, c.RatePerMin))
 	}
 	if c.Inbox != "" {
-		what = append(what, "scanning inbox "+c.Inbox+" every "+c.PollInterval.String())
+		where := c.Inbox
+		if u, remote, err := c.sftpInbox(); err == nil && remote {
+			where = "sftp://" + u.Host + u.Path
+		}
+		what = append(what, "scanning inbox "+where+" every "+c.PollInterval.String())
 	}
 	if len(what) == 0 {
 		return false, "PASSERELLE_ECOLIX_URL and PASSERELLE_ECOLIX_INBOX are empty"
@@ -161,10 +284,11 @@ func (m *Ecolix) Build(ctx context.Context, env *Env) error {
 			}
 		}
 		if c.Inbox != "" {
-			if err := os.MkdirAll(c.Inbox, 0o750); err != nil {
-				return fmt.Errorf("PASSERELLE_ECOLIX_INBOX: %w", err)
+			fsys, err := c.inboxFS()
+			if err != nil {
+				return err
 			}
-			in, err := ecolix.NewInbox(ecolix.InboxConfig{FS: ecolix.LocalFS(c.Inbox),
+			in, err := ecolix.NewInbox(ecolix.InboxConfig{FS: fsys,
 				Processed: pipelines.EcolixProcessed{Store: env.Store, Now: env.Now}, Metrics: cm})
 			if err != nil {
 				return err
