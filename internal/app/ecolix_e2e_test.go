@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/ecolix/ecolixsim"
@@ -201,6 +202,9 @@ func TestEcolixEndToEnd(t *testing.T) {
 	for id, n := range count {
 		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
 	}
+	problems, err := testutil.GatherAndLint(f.run.App.Registry)
+	require.NoError(t, err)
+	require.Empty(t, problems, "the Ecolix metrics pass the Prometheus lint")
 	require.Zero(t, sim.Breaches(), "calls over the contractual limit (most in a window: %d)", sim.MaxInAnyWindow())
 	require.LessOrEqual(t, sim.MaxInAnyWindow(), perMin)
 }
