@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -309,7 +310,7 @@ func text(v any) string {
 	case string:
 		return strings.TrimSpace(x)
 	case float64:
-		return strings.TrimSpace(fmt.Sprint(x))
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	case nil:
 		return ""
 	default:
@@ -364,19 +365,23 @@ type EcolixQuote struct {
 // ParseEcolixQuote reads a devis record.
 func ParseEcolixQuote(raw []byte) (EcolixQuote, error) {
 	var w struct {
-		Statut          any `json:"statut"`
-		ReferenceClient any `json:"reference_client"`
-		Lignes          []struct {
-			Code        any `json:"code"`
-			CodeArticle any `json:"code_article"`
-		} `json:"lignes"`
-		Codes any `json:"codes"`
+		Statut          any             `json:"statut"`
+		ReferenceClient any             `json:"reference_client"`
+		Lignes          json.RawMessage `json:"lignes"`
+		Codes           any             `json:"codes"`
 	}
 	if err := json.Unmarshal(raw, &w); err != nil {
 		return EcolixQuote{}, fmt.Errorf("decode quote: %w", err)
 	}
 	q := EcolixQuote{Status: text(w.Statut), ClientReference: text(w.ReferenceClient)}
-	for _, l := range w.Lignes {
+	// Lines that are not an array of objects (a CSV cell, null) carry no code: the codes column
+	// may.
+	var lines []struct {
+		Code        any `json:"code"`
+		CodeArticle any `json:"code_article"`
+	}
+	_ = json.Unmarshal(w.Lignes, &lines)
+	for _, l := range lines {
 		code := text(l.Code)
 		if code == "" {
 			code = text(l.CodeArticle)

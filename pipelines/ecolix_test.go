@@ -35,6 +35,9 @@ func TestParseEcolixQuote(t *testing.T) {
 		{"duplicate codes once", `{"statut":"signé","lignes":[{"code":"IN-X-S"},{"code":"in-x-s"}]}`, true, "", []string{"IN-X-S"}},
 		{"numeric reference", `{"statut":"valide","reference_client":42,"lignes":[]}`, true, "42", nil},
 		{"no lines", `{"statut":"valide"}`, true, "", nil},
+		{"lines as a CSV cell", `{"statut":"valide","reference_client":"g-5","lignes":"IN-X-S","codes":"IN-X-S"}`, true, "g-5", []string{"IN-X-S"}},
+		{"some lines not objects", `{"statut":"valide","lignes":[{"code":"IN-X-S"},3]}`, true, "", []string{"IN-X-S"}},
+		{"large numeric reference", `{"statut":"valide","reference_client":12345678901}`, true, "12345678901", nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
