@@ -44,6 +44,7 @@ func Modules() []modules.Module {
 		&modules.ShopApp{},
 		&modules.Simplebo{},
 		&modules.Billing{},
+		&modules.Ecolix{},
 	}
 }
 
