@@ -99,6 +99,17 @@ func (l *BillingLedger) Handle(msg *message.Message) ([]*message.Message, error)
 	return nil, nil
 }
 
+// Restore sets the ledger's metric from the store, so that a restarted daemon shows the poll the
+// ledger absorbed before it, not 0.
+func (l *BillingLedger) Restore(ctx context.Context) error {
+	t, ok, err := LedgerLastPoll(ctx, l.Store)
+	if err != nil || !ok || l.Metrics == nil {
+		return err
+	}
+	l.Metrics.ledgerPoll.Set(float64(t.Unix()))
+	return nil
+}
+
 // markPoll records that the ledger absorbed the changes of the poll at t, unless it knows a later
 // one: `billing status` and a metric tell an operator whether the ledger caught up before a run.
 func (l *BillingLedger) markPoll(ctx context.Context, t time.Time) error {
