@@ -304,7 +304,11 @@ func (*Billing) Sandbox(ctx context.Context, sb *Sandbox) ([]string, error) {
   Bill last month now, then look at the file:
     passerelle billing run --period %s
     cat %s
-    passerelle billing run --period %s --dry-run   # print without uploading`,
+    passerelle billing run --period %s --dry-run   # print without uploading, then what it bills
+    passerelle billing status                          # each period's unknown codes and clients without identity
+  Name the clients Shop Application does not (the sa_key is the file's reference_client):
+    printf 'sa_key;societe;nom;email\nSA-KEY;ACME SARL;Martin;compta@acme.example\n' > clients.csv
+    passerelle clients import clients.csv --dry-run`,
 			depot.Addr(), user, password, filepath.Join(root, "depot"), prev, filepath.Join(root, "depot", pipelines.FileName(prev)), prev)
 	})
 	return []string{
