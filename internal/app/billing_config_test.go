@@ -97,3 +97,47 @@ func TestBillingStatusAndRulesFile(t *testing.T) {
 		require.True(t, ok, "%s exposed from the start", name)
 	}
 }
+
+// The README's table of what is billable in a month names a test per line: each must exist, so the
+// table cannot drift from what is tested.
+func TestReadmeBillableTableNamesRealTests(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	text := string(readme)
+	start := strings.Index(text, "### What is billable in a month")
+	require.GreaterOrEqual(t, start, 0, "README has no billable table")
+	section := text[start:]
+	section = section[:strings.Index(section, "\n### ")]
+	var src strings.Builder
+	for _, dir := range []string{"../../transforms", "../../pipelines"} {
+		files, err := filepath.Glob(filepath.Join(dir, "*_test.go"))
+		require.NoError(t, err)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			require.NoError(t, err)
+			src.Write(b)
+		}
+	}
+	rows := 0
+	for line := range strings.Lines(section) {
+		if !strings.HasPrefix(line, "| ") || strings.HasPrefix(line, "| situation") {
+			continue
+		}
+		cells := strings.Split(line, "|")
+		tests := cells[len(cells)-2]
+		named := 0
+		for _, part := range strings.Split(tests, "`") {
+			fn, sub, ok := strings.Cut(strings.TrimSpace(part), "/")
+			if !ok || !strings.HasPrefix(fn, "Test") {
+				continue
+			}
+			named++
+			require.True(t, strings.Contains(src.String(), "func "+fn+"("), "README names %s: no such test", part)
+			// go test writes a subtest's spaces as underscores.
+			require.True(t, strings.Contains(src.String(), `"`+strings.ReplaceAll(sub, "_", " ")+`"`), "README names %s: no such case", part)
+		}
+		require.Positive(t, named, "line without a test: %s", line)
+		rows++
+	}
+	require.GreaterOrEqual(t, rows, 15)
+}
