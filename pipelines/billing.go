@@ -266,7 +266,7 @@ type BillingMetrics struct {
 func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 	m := &BillingMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "runs_total",
-			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, error)."}, []string{"outcome"}),
+			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, refused, error)."}, []string{"outcome"}),
 		rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "rows_total",
 			Help: "Rows written to uploaded billing files."}),
 		lastUpload: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "last_upload_timestamp_seconds",
@@ -282,7 +282,7 @@ func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 		locked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "lock_waits_total",
 			Help: "Runs that found another replica uploading and waited for it."}),
 	}
-	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error"} {
+	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "refused", "error"} {
 		m.runs.WithLabelValues(o)
 	}
 	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending, m.unknownCodes, m.withoutIdentity, m.ledgerPoll, m.locked)
@@ -307,7 +307,7 @@ type Report struct {
 	Rows       int    `json:"rows"`
 	Bytes      int    `json:"bytes"`
 	SHA256     string `json:"sha256"`
-	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run
+	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run, refused (--strict)
 	CSV        string `json:"csv,omitempty"`
 	// What the file bills, for a person to read before it goes out; empty when already_uploaded.
 	PerKind         map[transforms.BillingKind]int `json:"per_kind,omitempty"`      // rows by billing kind
@@ -601,7 +601,7 @@ func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) 
 	}
 	if opt.Strict && len(rep.ClientsWithoutIdentity) > 0 {
 		rep.Outcome = "refused"
-		b.Metrics.runs.WithLabelValues("error").Inc()
+		b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
 		err := fmt.Errorf("%w: %d client(s) (%s): record them (passerelle clients import) or run without --strict",
 			ErrWithoutIdentity, len(rep.ClientsWithoutIdentity), strings.Join(rep.ClientsWithoutIdentity, ", "))
 		return rep, errors.Join(err, b.recordSummary(ctx, rep))

@@ -66,6 +66,8 @@ func TestBillingRunStrict(t *testing.T) {
 	require.ErrorIs(t, err, pipelines.ErrWithoutIdentity)
 	require.ErrorContains(t, err, "1 client(s) (sa-1005)")
 	require.Equal(t, "refused", rep.Outcome)
+	v, _ = gathered(t, e.reg, "passerelle_billing_runs_total", map[string]string{"outcome": "refused"})
+	require.Equal(t, 1.0, v)
 	_, uploaded, err := e.st.UploadFor(ctx, "2026-10")
 	require.NoError(t, err)
 	require.False(t, uploaded)
