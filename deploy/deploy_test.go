@@ -730,6 +730,7 @@ func TestAlertRules(t *testing.T) {
 		"PasserelleDown": "", "DeadLettersWaiting": "passerelle dlq list", "StageFailing": "passerelle dlq list",
 		"ShopAppPollStale": "", "BillingPending": "passerelle billing status", "WebhookErrors5xx": "",
 		"EndpointDisabled": "passerelle endpoints enable", "StageBehind": "passerelle stages",
+		"BillingUnknownCodes": "PASSERELLE_BILLING_RULES_FILE", "BillingClientsWithoutIdentity": "passerelle clients import",
 	}
 	seen := map[string]bool{}
 	for _, g := range rf.Groups {

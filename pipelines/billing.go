@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -31,7 +33,13 @@ const (
 	EventFileUploaded  = "billing.file_uploaded"
 
 	nsBillingLedger  = "billing.ledger"
-	nsShopAppClients = "shopapp.clients"
+	nsShopAppClients = "shopapp.clients" // before the client directory: read as a fallback
+	nsBillingReports = "billing.reports" // the last build's summary, per period
+	nsBillingMeta    = "billing.meta"
+	keyLedgerPoll    = "ledger_last_poll"
+
+	// billingLock is the leader lock of uploads: one replica at a time checks and uploads.
+	billingLock = "passerelle.billing.upload"
 )
 
 // StateStore is generic keyed state.
@@ -57,6 +65,8 @@ type LedgerEntry struct {
 // Applying the same event twice leaves the same state, so redeliveries are harmless.
 type BillingLedger struct {
 	Store StateStore
+	// Metrics, when set, expose the poll time of the latest change applied.
+	Metrics *BillingMetrics
 }
 
 // Handle applies one shopapp event.
@@ -84,7 +94,57 @@ func (l *BillingLedger) Handle(msg *message.Message) ([]*message.Message, error)
 	if err := l.Store.PutState(ctx, nsBillingLedger, ev.InterfaceKey, b); err != nil {
 		return nil, fmt.Errorf("write ledger: %w", err)
 	}
+	if err := l.markPoll(ctx, ev.ObservedAt); err != nil {
+		return nil, err
+	}
 	return nil, nil
+}
+
+// Restore sets the ledger's metric from the store, so that a restarted daemon shows the poll the
+// ledger absorbed before it, not 0.
+func (l *BillingLedger) Restore(ctx context.Context) error {
+	t, ok, err := LedgerLastPoll(ctx, l.Store)
+	if err != nil || !ok || l.Metrics == nil {
+		return err
+	}
+	l.Metrics.ledgerPoll.Set(float64(t.Unix()))
+	return nil
+}
+
+// markPoll records that the ledger absorbed the changes of the poll at t, unless it knows a later
+// one: `billing status` and a metric tell an operator whether the ledger caught up before a run.
+func (l *BillingLedger) markPoll(ctx context.Context, t time.Time) error {
+	if t.IsZero() {
+		return nil
+	}
+	last, ok, err := LedgerLastPoll(ctx, l.Store)
+	if err != nil {
+		return err
+	}
+	if ok && !t.After(last) {
+		return nil
+	}
+	if err := l.Store.PutState(ctx, nsBillingMeta, keyLedgerPoll, []byte(t.UTC().Format(time.RFC3339Nano))); err != nil {
+		return fmt.Errorf("record ledger poll time: %w", err)
+	}
+	if l.Metrics != nil {
+		l.Metrics.ledgerPoll.Set(float64(t.Unix()))
+	}
+	return nil
+}
+
+// LedgerLastPoll is the poll time of the latest Shop Application change the ledger applied; ok is
+// false before the first.
+func LedgerLastPoll(ctx context.Context, s StateStore) (time.Time, bool, error) {
+	raw, ok, err := s.GetState(ctx, nsBillingMeta, keyLedgerPoll)
+	if err != nil || !ok {
+		return time.Time{}, false, err
+	}
+	t, err := time.Parse(time.RFC3339Nano, string(raw))
+	if err != nil {
+		return time.Time{}, false, fmt.Errorf("ledger poll time %q: %w", raw, err)
+	}
+	return t, true, nil
 }
 
 // ApplyShopAppEvent folds one event into a ledger entry. An event applied again, or an older one
@@ -158,6 +218,10 @@ type BillingStore interface {
 	ClearBillingPending(ctx context.Context, period string) error
 	BillingPending(ctx context.Context) ([]store.PendingRun, error)
 	FreezeBillingRules(ctx context.Context, period, rules string, at time.Time) (string, error)
+	// IdentitiesByKey is the client directory: fields by sa_key.
+	IdentitiesByKey(ctx context.Context, kind string) (map[string]map[string]string, error)
+	// TryLock is the leader lock replicas share (store.Store.TryLock).
+	TryLock(ctx context.Context, name string) (release func(), ok bool, err error)
 }
 
 // BillingSource adds the rows of clients billed outside Shop Application's ledger (Simplébo's):
@@ -184,6 +248,8 @@ type Billing struct {
 	// UploadAttempts and UploadBackoff bound the retries of one run on transient SFTP failures.
 	UploadAttempts int
 	UploadBackoff  time.Duration
+	// LockWait bounds how long a run waits for another replica's upload to end (default 30s).
+	LockWait time.Duration
 
 	mu sync.Mutex // one run at a time: the schedule, the retry loop and an operator may collide
 }
@@ -198,13 +264,18 @@ type BillingMetrics struct {
 	// rule names, so it falls back to 0 once finance adds a rule, and rebuilding a period (dry runs,
 	// retries) does not count the same codes again.
 	unknownCodes prometheus.Gauge
+	// withoutIdentity, a gauge for the same reason: clients billed in the last file built whom the
+	// directory does not name.
+	withoutIdentity prometheus.Gauge
+	ledgerPoll      prometheus.Gauge
+	locked          prometheus.Counter
 }
 
 // NewBillingMetrics registers the billing metrics.
 func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 	m := &BillingMetrics{
 		runs: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "runs_total",
-			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, error, panic)."}, []string{"outcome"}),
+			Help: "Billing runs by outcome (uploaded, already_uploaded, dry_run, refused, error, panic)."}, []string{"outcome"}),
 		rows: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "rows_total",
 			Help: "Rows written to uploaded billing files."}),
 		lastUpload: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "last_upload_timestamp_seconds",
@@ -213,18 +284,28 @@ func NewBillingMetrics(reg prometheus.Registerer) *BillingMetrics {
 			Help: "Periods whose upload keeps failing and will be retried."}),
 		unknownCodes: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "unknown_codes",
 			Help: "Distinct prestation codes that no billing rule names in the last file built (billed monthly)."}),
+		withoutIdentity: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "clients_without_identity",
+			Help: "Clients billed in the last file built with no company, name nor email in the client directory."}),
+		ledgerPoll: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "passerelle", Subsystem: "billing", Name: "ledger_last_poll_timestamp_seconds",
+			Help: "Unix time of the Shop Application poll whose changes the billing ledger last applied."}),
+		locked: prometheus.NewCounter(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "billing", Name: "lock_waits_total",
+			Help: "Runs that found another replica uploading and waited for it."}),
 	}
-	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "error", "panic"} {
+	for _, o := range []string{"uploaded", "already_uploaded", "dry_run", "refused", "error", "panic"} {
 		m.runs.WithLabelValues(o)
 	}
-	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending, m.unknownCodes)
+	reg.MustRegister(m.runs, m.rows, m.lastUpload, m.pending, m.unknownCodes, m.withoutIdentity, m.ledgerPoll, m.locked)
 	return m
 }
 
 // RunOptions are the operator's switches.
 type RunOptions struct {
-	DryRun bool // build the file, upload nothing, record nothing
-	Force  bool // upload even if the period was already uploaded
+	DryRun bool // build the file, upload nothing, record no upload
+	// Force uploads a period already uploaded, and builds one not yet over (its prices and rules
+	// are frozen then, the rest of its month is missing, and once uploaded it counts as done).
+	Force bool
+	// Strict refuses to upload a file with rows whose client the directory does not name.
+	Strict bool
 }
 
 // Report says what a run did.
@@ -235,7 +316,7 @@ type Report struct {
 	Rows       int    `json:"rows"`
 	Bytes      int    `json:"bytes"`
 	SHA256     string `json:"sha256"`
-	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run
+	Outcome    string `json:"outcome"` // uploaded, already_uploaded, dry_run, refused (--strict)
 	CSV        string `json:"csv,omitempty"`
 	// What the file bills, for a person to read before it goes out; empty when already_uploaded.
 	PerKind         map[transforms.BillingKind]int `json:"per_kind,omitempty"`      // rows by billing kind
@@ -243,6 +324,98 @@ type Report struct {
 	Clients         int                            `json:"clients,omitempty"`
 	TotalHTCents    transforms.Cents               `json:"total_ht_cents,omitempty"`
 	WithoutIdentity int                            `json:"without_identity,omitempty"` // clients billed with no name, company nor email
+	// ClientsWithoutIdentity are their reference_client (sa_key) values, sorted.
+	ClientsWithoutIdentity []string `json:"clients_without_identity,omitempty"`
+}
+
+// RunSummary is what the last build of a period billed, kept per period for `billing status`.
+type RunSummary struct {
+	Period                 string                         `json:"period"`
+	BuiltAt                time.Time                      `json:"built_at"`
+	Outcome                string                         `json:"outcome"` // of the run that built it
+	Rows                   int                            `json:"rows"`
+	Clients                int                            `json:"clients"`
+	TotalHTCents           transforms.Cents               `json:"total_ht_cents"`
+	PerKind                map[transforms.BillingKind]int `json:"per_kind,omitempty"`
+	UnknownCodes           []string                       `json:"unknown_codes,omitempty"`
+	ClientsWithoutIdentity []string                       `json:"clients_without_identity,omitempty"`
+}
+
+// BillingSummaries returns the summary of the last build of each period, by period.
+func BillingSummaries(ctx context.Context, s StateStore) (map[string]RunSummary, error) {
+	all, err := s.ListState(ctx, nsBillingReports)
+	if err != nil {
+		return nil, fmt.Errorf("read billing summaries: %w", err)
+	}
+	out := make(map[string]RunSummary, len(all))
+	for p, raw := range all {
+		var sum RunSummary
+		if err := json.Unmarshal(raw, &sum); err != nil {
+			return nil, fmt.Errorf("decode billing summary of %s: %w", p, err)
+		}
+		out[p] = sum
+	}
+	return out, nil
+}
+
+func (b *Billing) recordSummary(ctx context.Context, rep Report) error {
+	sum := RunSummary{Period: rep.Period, BuiltAt: b.now().UTC(), Outcome: rep.Outcome, Rows: rep.Rows, Clients: rep.Clients,
+		TotalHTCents: rep.TotalHTCents, PerKind: rep.PerKind, UnknownCodes: rep.UnknownCodes, ClientsWithoutIdentity: rep.ClientsWithoutIdentity}
+	raw, err := json.Marshal(sum)
+	if err != nil {
+		return err
+	}
+	if err := b.Store.PutState(ctx, nsBillingReports, rep.Period, raw); err != nil {
+		return fmt.Errorf("record billing summary: %w", err)
+	}
+	return nil
+}
+
+// Errors a run refuses with before building or uploading anything.
+var (
+	ErrPeriodNotOver   = errors.New("period not over")
+	ErrWithoutIdentity = errors.New("rows whose client has no identity")
+	ErrBusy            = errors.New("another replica is running billing")
+)
+
+// checkOver refuses a period whose month has not ended in Europe/Paris.
+func (b *Billing) checkOver(p transforms.Period) error {
+	if _, end := p.Bounds(frtime.Paris()); b.now().Before(end) {
+		return fmt.Errorf("%w: %s ends on %s (Europe/Paris); --force builds it now, freezing its prices and rules, "+
+			"without what the rest of the month brings, and an upload counts as the period's", ErrPeriodNotOver, p, end.Format("2006-01-02 15:04"))
+	}
+	return nil
+}
+
+// lock takes the replicas' upload lock, waiting up to LockWait for another run to end.
+func (b *Billing) lock(ctx context.Context) (func(), error) {
+	wait := b.LockWait
+	if wait <= 0 {
+		wait = 30 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	waited := false
+	for {
+		release, ok, err := b.Store.TryLock(ctx, billingLock)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			return release, nil
+		}
+		if !waited && b.Metrics != nil {
+			b.Metrics.locked.Inc()
+		}
+		waited = true
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("%w: still running after %s; try again later", ErrBusy, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // FileName is the partner's name for a period's file.
@@ -257,7 +430,11 @@ func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, trans
 	if err != nil {
 		return nil, none, fmt.Errorf("read ledger: %w", err)
 	}
-	clients, err := b.Store.ListState(ctx, nsShopAppClients)
+	ids, err := b.Store.IdentitiesByKey(ctx, store.KeySAKey)
+	if err != nil {
+		return nil, none, err
+	}
+	legacy, err := b.Store.ListState(ctx, nsShopAppClients)
 	if err != nil {
 		return nil, none, fmt.Errorf("read clients: %w", err)
 	}
@@ -270,7 +447,10 @@ func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, trans
 		}
 		bi := transforms.BillableInterface{Key: key, Source: transforms.SourceShopApp, CreatedAt: e.CreatedAt,
 			AccessEndsAt: e.AccessEndsAt, Installing: e.Status == int(shopapp.StatusInstalling)}
-		if c, ok := clients[key]; ok {
+		if f, ok := ids[key]; ok {
+			bi.Company, bi.LastName, bi.FirstName, bi.Email = f[store.FieldCompany], f[store.FieldLastName], f[store.FieldFirstName], f[store.FieldEmail]
+		} else if c, ok := legacy[key]; ok {
+			// Recorded by a version before the client directory.
 			var cu shopapp.Customer
 			if err := json.Unmarshal(c, &cu); err == nil {
 				bi.Company, bi.LastName, bi.FirstName, bi.Email = cu.Company, cu.LastName, cu.FirstName, cu.Email
@@ -308,6 +488,7 @@ func (b *Billing) Build(ctx context.Context, p transforms.Period) ([]byte, trans
 	}
 	if b.Metrics != nil {
 		b.Metrics.unknownCodes.Set(float64(len(rep.Unknown)))
+		b.Metrics.withoutIdentity.Set(float64(rep.WithoutIdentity))
 	}
 	if len(rep.Unknown) > 0 {
 		// Codes come from the partner's catalogue, not from a person: safe to log.
@@ -385,10 +566,30 @@ func (b *Billing) catalogue(ctx context.Context, p transforms.Period, codes map[
 var ErrUploadsOff = errors.New("no SFTP server configured (PASSERELLE_SFTP_ADDR): only --dry-run is possible")
 
 // Run builds the period's file and uploads it, unless it was already uploaded (without Force).
+//
+// A period not over is refused without Force. An upload takes the replicas' leader lock before it
+// checks what was uploaded, so two replicas never upload one period twice: the second waits and
+// finds it uploaded. With Strict, a file with rows whose client has no identity is not uploaded.
 func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) (Report, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	rep := Report{Period: p.String(), FileName: FileName(p)}
+	if !opt.Force {
+		if err := b.checkOver(p); err != nil {
+			return rep, err
+		}
+	}
+	if !opt.DryRun {
+		if b.Uploader == nil {
+			return rep, ErrUploadsOff
+		}
+		release, err := b.lock(ctx)
+		if err != nil {
+			b.Metrics.runs.WithLabelValues("error").Inc()
+			return rep, err
+		}
+		defer release()
+	}
 	if !opt.DryRun && !opt.Force {
 		if u, ok, err := b.Store.UploadFor(ctx, p.String()); err != nil {
 			return rep, err
@@ -408,13 +609,18 @@ func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) 
 	rep.Rows, rep.Bytes, rep.SHA256 = rows, len(data), hex.EncodeToString(sum[:])
 	rep.PerKind, rep.UnknownCodes, rep.Clients = built.PerKind, built.Unknown, built.Clients
 	rep.TotalHTCents, rep.WithoutIdentity = built.TotalHT, built.WithoutIdentity
+	rep.ClientsWithoutIdentity = withoutIdentity(built.Rows)
 	if opt.DryRun {
 		rep.Outcome, rep.CSV = "dry_run", string(data)
 		b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
-		return rep, nil
+		return rep, b.recordSummary(ctx, rep)
 	}
-	if b.Uploader == nil {
-		return rep, ErrUploadsOff
+	if opt.Strict && len(rep.ClientsWithoutIdentity) > 0 {
+		rep.Outcome = "refused"
+		b.Metrics.runs.WithLabelValues(rep.Outcome).Inc()
+		err := fmt.Errorf("%w: %d client(s) (%s): record them (passerelle clients import) or run without --strict",
+			ErrWithoutIdentity, len(rep.ClientsWithoutIdentity), strings.Join(rep.ClientsWithoutIdentity, ", "))
+		return rep, errors.Join(err, b.recordSummary(ctx, rep))
 	}
 	res, err := b.upload(ctx, rep.FileName, data)
 	if err != nil {
@@ -426,6 +632,9 @@ func (b *Billing) Run(ctx context.Context, p transforms.Period, opt RunOptions) 
 	}
 	now := b.now().UTC()
 	rep.RemotePath, rep.Outcome = res.RemotePath, "uploaded"
+	if err := b.recordSummary(ctx, rep); err != nil {
+		b.Log.Warn("billing: summary not recorded", "period", p.String(), "error", err)
+	}
 	if err := b.Store.RecordUpload(ctx, store.Upload{Period: p.String(), RemotePath: res.RemotePath, SHA256: rep.SHA256, Rows: rows, Bytes: int64(len(data)), UploadedAt: now}); err != nil {
 		return rep, fmt.Errorf("record upload: %w", err)
 	}
@@ -612,17 +821,35 @@ func BillingCRMEvent(payload []byte) (Event, error) {
 	return Event{Type: ev.Type, ID: ev.ID, Source: "billing", OccurredAt: ev.UploadedAt, Data: payload}, nil
 }
 
-// ClientRecorder keeps the client details of interfaces passerelle provisioned: Shop Application
-// does not return them, and the billing file needs them.
-type ClientRecorder interface {
-	PutState(ctx context.Context, ns, key string, v []byte) error
+// withoutIdentity lists, sorted and once each, the reference_client of rows with no company, last
+// name, first name nor email.
+func withoutIdentity(rows []transforms.BillingRow) []string {
+	var out []string
+	for _, r := range rows {
+		if r.Company == "" && r.LastName == "" && r.FirstName == "" && r.Email == "" && !slices.Contains(out, r.ClientRef) {
+			out = append(out, r.ClientRef)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
-// RecordClient stores an interface's client details for the billing file.
-func RecordClient(ctx context.Context, s ClientRecorder, key string, c shopapp.Customer) error {
-	b, err := json.Marshal(c)
-	if err != nil {
-		return err
+// ClientRecorder is the client directory's write side (store.Store.RecordIdentity).
+type ClientRecorder interface {
+	RecordIdentity(ctx context.Context, id store.Identity) (store.IdentityChange, error)
+}
+
+// RecordClient records in the client directory the identity of an interface passerelle
+// provisioned, under our guid and its sa_key: Shop Application does not return it, and the
+// billing file needs it.
+func RecordClient(ctx context.Context, d ClientRecorder, guid, key string, c shopapp.Customer, source string, at time.Time) error {
+	id := store.Identity{GUID: guid, Keys: map[string]string{store.KeySAKey: key}, Source: source, At: at, Fields: map[string]string{
+		store.FieldCompany: c.Company, store.FieldLastName: c.LastName, store.FieldFirstName: c.FirstName,
+		store.FieldEmail: c.Email, store.FieldPhone: c.Phone, store.FieldAddress: c.Address,
+		store.FieldPostalCode: c.PostalCode, store.FieldCity: c.City,
+	}}
+	if _, err := d.RecordIdentity(ctx, id); err != nil {
+		return fmt.Errorf("record the client of %s: %w", key, err)
 	}
-	return s.PutState(ctx, nsShopAppClients, key, b)
+	return nil
 }

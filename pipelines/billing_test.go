@@ -180,7 +180,7 @@ func recordGoldenClients(t testing.TB, st pipelines.ClientRecorder) {
 		"sa-1007": {Company: "@Pressing", LastName: "Moreau", FirstName: "Hugo", Email: "hugo@pressing.example"},
 		"sa-1008": {Company: "Fleurs & Co", LastName: "Garnier", FirstName: "Inès", Email: "ines@fleurs.example"},
 	} {
-		require.NoError(t, pipelines.RecordClient(ctx, st, key, c))
+		require.NoError(t, pipelines.RecordClient(ctx, st, "guid-"+key, key, c, "test", time.Date(2026, 9, 1, 0, 0, 0, 0, time.UTC)))
 	}
 }
 

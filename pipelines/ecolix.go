@@ -21,6 +21,7 @@ import (
 	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -104,6 +105,7 @@ type EcolixInbox interface {
 // two replicas do not poll at once.
 type EcolixStore interface {
 	StateStore
+	ClientRecorder
 	TryLock(ctx context.Context, name string) (release func(), ok bool, err error)
 }
 
@@ -344,10 +346,18 @@ func (p *EcolixPoller) recordClients(ctx context.Context, recs []ecolix.Record) 
 		if err != nil {
 			return fmt.Errorf("read interface of guid: %w", err)
 		}
+		// The Ecolix reference is our guid: the client directory knows the client by it, and by its
+		// interface's sa_key when it has one, for the billing file.
+		id := store.Identity{GUID: guid, Keys: map[string]string{}, Source: "ecolix", At: p.Now(), Fields: map[string]string{
+			store.FieldCompany: cust.Company, store.FieldLastName: cust.LastName, store.FieldFirstName: cust.FirstName,
+			store.FieldEmail: cust.Email, store.FieldPhone: cust.Phone, store.FieldAddress: cust.Address,
+			store.FieldPostalCode: cust.PostalCode, store.FieldCity: cust.City,
+		}}
 		if ok {
-			if err := RecordClient(ctx, p.Store, string(key), cust); err != nil {
-				return fmt.Errorf("record billing identity: %w", err)
-			}
+			id.Keys[store.KeySAKey] = string(key)
+		}
+		if _, err := p.Store.RecordIdentity(ctx, id); err != nil {
+			return fmt.Errorf("record billing identity: %w", err)
 		}
 	}
 	return nil

@@ -15,6 +15,7 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/ecolix"
 	"github.com/passerelle/passerelle/connectors/ecolix/ecolixsim"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -206,10 +207,11 @@ func TestEcolixQuoteProvisionsOnce(t *testing.T) {
 	require.NoError(t, r.sim.Touch("clients", at.Add(3*time.Minute), "1"))
 	_, err = r.poller.Poll(ctx)
 	require.NoError(t, err)
-	raw, ok, err = r.store.GetState(ctx, "shopapp.clients", "SA-KEY-1")
+	c, ok, err := r.store.(*store.Store).ClientByKey(ctx, store.KeySAKey, "SA-KEY-1")
 	require.NoError(t, err)
 	require.True(t, ok)
-	require.Contains(t, string(raw), "ACME")
+	require.Contains(t, c.Fields[store.FieldCompany].Value, "ACME")
+	require.Equal(t, "ecolix", c.Fields[store.FieldCompany].Source)
 }
 
 // TestEcolixRunSkipsWhileAPollRuns: ticks that come while a poll is still running are skipped,

@@ -44,10 +44,17 @@ type ShopAppWriter interface {
 	CancelPrestation(ctx context.Context, key, codeOrRef string) ([]shopapp.AddedPrestation, error)
 }
 
+// ProvisionStore keeps the guid → key map and the client directory.
+type ProvisionStore interface {
+	StateStore
+	ClientRecorder
+}
+
 // Provisioner runs provisioning commands, from the shopapp.provision topic or an operator.
 type Provisioner struct {
 	API   ShopAppWriter
-	Store StateStore
+	Store ProvisionStore
+	Now   func() time.Time // nil: time.Now
 }
 
 // ErrBadCommand is a command that cannot be run as given.
@@ -70,7 +77,11 @@ func (p *Provisioner) Execute(ctx context.Context, c ProvisionCommand) (any, err
 		if err != nil {
 			return nil, err
 		}
-		if err := RecordClient(ctx, p.Store, key, c.Client); err != nil {
+		now := time.Now
+		if p.Now != nil {
+			now = p.Now
+		}
+		if err := RecordClient(ctx, p.Store, c.GUID, key, c.Client, "shopapp create", now()); err != nil {
 			return nil, err
 		}
 		if err := p.Store.PutState(ctx, nsShopAppGUIDs, c.GUID, []byte(key)); err != nil {

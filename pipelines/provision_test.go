@@ -16,11 +16,8 @@ import (
 	"github.com/passerelle/passerelle/pipelines"
 )
 
-// nsClients and nsGUIDs are pipelines' nsShopAppClients and nsShopAppGUIDs.
-const (
-	nsClients = "shopapp.clients"
-	nsGUIDs   = "shopapp.guids"
-)
+// nsGUIDs is pipelines' nsShopAppGUIDs.
+const nsGUIDs = "shopapp.guids"
 
 type provisionEnv struct {
 	sim   *shopappsim.Sim
@@ -78,12 +75,18 @@ func TestProvisionerCreateIsIdempotentOnGUID(t *testing.T) {
 	require.Equal(t, shopapp.StatusInstalling, si.Status)
 
 	// The client details are kept for the billing file, the guid for idempotency.
-	raw, ok, err := e.store.GetState(ctx, nsClients, key)
+	c, ok, err := e.store.ClientByKey(ctx, store.KeySAKey, key)
 	require.NoError(t, err)
-	require.True(t, ok)
-	var got shopapp.Customer
-	require.NoError(t, json.Unmarshal(raw, &got))
-	require.Equal(t, provClient, got)
+	require.True(t, ok, "the client is in the directory under its sa_key")
+	require.Equal(t, map[string][]string{store.KeyGUID: {"crm-42"}, store.KeySAKey: {key}}, c.Keys)
+	got := map[string]string{}
+	for f, v := range c.Fields {
+		got[f] = v.Value
+		require.Equal(t, "shopapp create", v.Source, f)
+	}
+	require.Equal(t, map[string]string{store.FieldCompany: provClient.Company, store.FieldLastName: provClient.LastName,
+		store.FieldFirstName: provClient.FirstName, store.FieldEmail: provClient.Email, store.FieldPhone: provClient.Phone,
+		store.FieldAddress: provClient.Address, store.FieldPostalCode: provClient.PostalCode, store.FieldCity: provClient.City}, got)
 
 	// Again: same key, and no second order.
 	again, err := e.prov.Execute(ctx, cmd)

@@ -20,6 +20,7 @@ import (
 	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -429,6 +430,20 @@ func putSimpleboClient(ctx context.Context, st StateStore, c SimpleboClient) err
 	}
 	if err := st.PutState(ctx, NamespaceSimpleboClients, c.ClientID, b); err != nil {
 		return fmt.Errorf("record simplebo client %s: %w", c.ClientID, err)
+	}
+	// The client directory (what billing and operators read) learns the identity too: client_id
+	// is our guid.
+	if d, ok := st.(ClientRecorder); ok && !c.IdentityUpdatedAt.IsZero() {
+		id := c.Identity
+		address := strings.TrimSpace(id.Address1 + " " + id.Address2)
+		if _, err := d.RecordIdentity(ctx, store.Identity{GUID: c.ClientID, Keys: map[string]string{store.KeyClientID: c.ClientID},
+			Source: "simplebo " + c.IdentitySource, At: c.IdentityUpdatedAt, Fields: map[string]string{
+				store.FieldCompany: id.CompanyName, store.FieldLastName: id.Lastname, store.FieldFirstName: id.Firstname,
+				store.FieldEmail: id.Email, store.FieldPhone: id.PhoneNumber1, store.FieldAddress: address,
+				store.FieldPostalCode: id.Zipcode, store.FieldCity: id.City, store.FieldSIRET: id.SIRET,
+			}}); err != nil {
+			return fmt.Errorf("record simplebo client %s in the directory: %w", c.ClientID, err)
+		}
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -447,6 +448,13 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	require.True(t, assertEventually(30*time.Second, func() bool {
 		return simpleboClients(t, f)["B-1"].State == pipelines.SimpleboBillingStarted
 	}))
+
+	// The client directory knows the client by its Simplébo client_id, with where each field came from.
+	dir, ok, err := f.run.App.Store.ClientByKey(ctx, store.KeyClientID, "B-1")
+	require.NoError(t, err)
+	require.True(t, ok, "Simplébo's clients are in the client directory")
+	require.NotEmpty(t, dir.Fields[store.FieldCompany].Value)
+	require.Contains(t, dir.Fields[store.FieldCompany].Source, "simplebo")
 
 	rowsOf := func(p transforms.Period) []string {
 		var rep pipelines.Report

@@ -27,6 +27,7 @@ func runContract(t *testing.T, s *Store) {
 	t.Run("State", func(t *testing.T) { testState(t, s) })
 	t.Run("Billing", func(t *testing.T) { testBilling(t, s) })
 	t.Run("TryLock", func(t *testing.T) { testTryLock(t, s) })
+	t.Run("Clients", func(t *testing.T) { testClients(t, s) })
 }
 
 func testDedupeKeys(t *testing.T, s *Store) {

@@ -1,6 +1,7 @@
 // Package store is passerelle's durable state: dedupe keys, the delivery log, endpoints disabled after a
-// 410 Gone, the dead-letter index, poller snapshots and cursors, and the billing ledger. Pipelines and
-// sinks read and write it; messages themselves live in the broker, not here.
+// 410 Gone, the dead-letter index, poller snapshots and cursors, the billing ledger and the client
+// directory billing takes identities from (clients.go). Pipelines and sinks read and write it;
+// messages themselves live in the broker, not here.
 //
 // One machine keeps it in a SQLite file under the data dir (pure-Go modernc.org/sqlite); replicas share
 // PostgreSQL. The SQL is written once and runs on both: placeholders are written `?` and rebound to `$n`
