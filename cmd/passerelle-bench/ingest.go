@@ -17,7 +17,8 @@ import (
 const (
 	goalIngestRatio = 0.68
 	goalIngestP99   = 15 * time.Millisecond
-	goalIdleRSS     = 40_000_000 // bytes
+	goalIdleRSS     = 40_000_000  // bytes
+	goalPeakRSS     = 200_000_000 // bytes, VmHWM at the end of the measured burst
 	idleWait        = 3 * time.Second
 	verifyLeads     = 2000
 )
@@ -47,17 +48,15 @@ type ingestRound struct {
 	peakRSS                    int64
 }
 
-func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
+func benchIngest(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
 	var rep report
 	gen, err := pickLoadGen(o.loadgen, tmp)
 	if err != nil {
 		return rep, err
 	}
-	bin := o.daemonBin
-	if bin == "" {
-		if bin, err = buildDaemon(ctx, tmp); err != nil {
-			return rep, err
-		}
+	bin, err := daemon()
+	if err != nil {
+		return rep, err
 	}
 	secret, err := stdwebhook.NewSecret()
 	if err != nil {
@@ -163,6 +162,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 	rep.check("ingest ratio passerelle/bare", fmt.Sprintf("%.2f", ratio), fmt.Sprintf("≥ %.2f", goalIngestRatio), ratio >= goalIngestRatio)
 	rep.check(fmt.Sprintf("ingest p99 at %d connections", o.connections), ms(daemonP99), "≤ "+ms(goalIngestP99), daemonP99 <= goalIngestP99)
 	rep.check("idle RSS", mb(idleRSS), "≤ "+mb(goalIdleRSS), idleRSS <= goalIdleRSS)
+	peakRSS := int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))
+	rep.check("peak RSS during the burst", mb(peakRSS), "≤ "+mb(goalPeakRSS), peakRSS > 0 && peakRSS <= goalPeakRSS)
 	rep.check("non-200 answers", fmt.Sprint(failed), "0", failed == 0)
 	rep.check("published = answered 200", fmt.Sprint(durable), "true", durable)
 	return rep, nil
@@ -257,7 +258,10 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if r.behindCRM, err = p.metric(fmt.Sprintf(seriesBehind, "crm")); err != nil {
 		return 0, err
 	}
-	r.peakRSS, _ = p.memory("VmHWM")
+	// The kernel's high-water mark of the daemon's resident set: the burst's peak, warm-up included.
+	if r.peakRSS, err = p.memory("VmHWM"); err != nil {
+		return 0, err
+	}
 	r.daemon.failed += warm.failed
 	r.answered = warm.ok + r.daemon.ok
 
