@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -35,6 +36,9 @@ const (
 const (
 	seriesCRMIn    = `passerelle_stage_messages_total{outcome="in",pipeline="leads",stage="crm"}`
 	seriesCRMCalls = `passerelle_stage_duration_seconds_count{pipeline="leads",stage="crm"}`
+	seriesCRMTime  = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="crm"}`
+	seriesNormTime = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="normalize"}`
+	seriesNormCall = `passerelle_stage_duration_seconds_count{pipeline="leads",stage="normalize"}`
 )
 
 // deliveryRun is one daemon's run: leads posted, then delivered to the receiver.
@@ -51,7 +55,10 @@ type deliveryRun struct {
 	// From the daemon's /metrics (NaN when the build does not export them).
 	yielded float64 // seconds the CRM stage spent held by the yield middleware
 	perCall float64 // leads per call of the CRM stage (the batches it handled)
-	peakRSS int64
+	// Where the time went: each stage's handler time summed over its calls, and its calls.
+	crmTime, normTime   float64
+	crmCalls, normCalls float64
+	peakRSS             int64
 }
 
 // rate is delivered leads/s at the receiver, from the first to the last distinct delivery.
@@ -191,11 +198,25 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	}
 	tw.Flush()
 	rep.addf("")
-	rep.addf("median of %d (the run of median delivered/s; %s with %d leads, once)", len(rounds), baseLabel, baselineSlowLeads)
+	if base != "" {
+		rep.addf("median of %d (the run of median delivered/s; %s at %s: %d leads, once)", len(rounds), baseLabel, deliveryLatency, baselineSlowLeads)
+	} else {
+		rep.addf("median of %d (the run of median delivered/s)", len(rounds))
+	}
 	rep.lines = append(rep.lines, strings.Split(strings.TrimRight(sb.String(), "\n"), "\n")...)
 	rep.addf("ceiling at %s: %d in flight / %s (the receiver's mean time per request in that run) = %.0f/s; a plain Go client", deliveryLatency,
 		deliveryConcurrency, ms(slow.meanLatency()), slow.ceiling())
 	rep.addf("        with %d goroutines against a receiver of the same latency got %.0f/s (median of the rounds)", deliveryConcurrency, median(clientRates))
+	for _, r := range []deliveryRun{slow, fast} {
+		if r.normCalls == 0 {
+			continue
+		}
+		rep.addf("where the time went, %s, receiver %s: normalize %.0f calls of %s (busy %.0f%% of the delivery span, one at a time),",
+			r.build, cmp.Or(map[bool]string{true: "at once"}[r.delay == 0], r.delay.String()), r.normCalls, ms(secs(r.normTime/r.normCalls)),
+			100*r.normTime/r.span().Seconds())
+		rep.addf("        CRM stage %.0f calls of %s (%.1f in progress on average over the span)", r.crmCalls, ms(secs(r.crmTime/r.crmCalls)),
+			r.crmTime/r.span().Seconds())
+	}
 	rep.addf("delivered meanwhile: distinct leads the receiver answered before the last lead was posted (the stages yield to")
 	rep.addf("        webhook bursts); then/s: the rate from the last post to the last delivery; CRM stage held: seconds the")
 	rep.addf("        yield middleware held it (passerelle_stage_yield_seconds_total)")
@@ -228,6 +249,8 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	}
 	return rep, nil
 }
+
+func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func orNA(v float64, format string) string {
 	if math.IsNaN(v) {
@@ -288,12 +311,13 @@ func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads
 	// Builds without these series skip the wait and their figures.
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		vs, err := p.metrics(seriesCRMOut, seriesYield, seriesCRMIn, seriesCRMCalls)
+		vs, err := p.metrics(seriesCRMOut, seriesYield, seriesCRMIn, seriesCRMCalls, seriesCRMTime, seriesNormTime, seriesNormCall)
 		if err != nil {
 			break
 		}
 		if vs[0] >= float64(r.distinct) || time.Now().After(deadline) {
 			r.yielded, r.perCall = vs[1], vs[2]/max(1, vs[3])
+			r.crmCalls, r.crmTime, r.normTime, r.normCalls = vs[3], vs[4], vs[5], vs[6]
 			break
 		}
 		time.Sleep(20 * time.Millisecond)

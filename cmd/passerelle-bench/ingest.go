@@ -46,6 +46,8 @@ type ingestRound struct {
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
 	behindNormalize, behindCRM float64
 	peakRSS                    int64
+	// The Go heap at the end of the burst: what the runtime holds from the OS, and what is in use.
+	heapSys, heapInuse float64
 }
 
 func benchIngest(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
@@ -136,6 +138,8 @@ func benchIngest(ctx context.Context, o options, tmp string, daemon func() (stri
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
+	rep.addf("Go heap at the end of the burst (median): %s held from the OS, %s in use (go_memstats_heap_sys_bytes, _inuse_bytes)",
+		mb(int64(pick(func(r ingestRound) float64 { return r.heapSys }))), mb(int64(pick(func(r ingestRound) float64 { return r.heapInuse }))))
 	rep.addf("webhook batches: %.1f leads per broker message on average, acknowledged %s after their publish (broker.Batcher; medians)",
 		pick(func(r ingestRound) float64 { return r.perPublish }), ms(pickD(func(r ingestRound) time.Duration { return r.publishWait })))
 	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
@@ -261,6 +265,9 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	// The kernel's high-water mark of the daemon's resident set: the burst's peak, warm-up included.
 	if r.peakRSS, err = p.memory("VmHWM"); err != nil {
 		return 0, err
+	}
+	if heap, err := p.metrics("go_memstats_heap_sys_bytes", "go_memstats_heap_inuse_bytes"); err == nil {
+		r.heapSys, r.heapInuse = heap[0], heap[1]
 	}
 	r.daemon.failed += warm.failed
 	r.answered = warm.ok + r.daemon.ok
