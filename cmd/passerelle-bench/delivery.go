@@ -23,11 +23,10 @@ import (
 
 // Goals and settings of the delivery issue (issue 11).
 const (
-	goalDeliveryShare   = 0.8 // delivered leads/s over the ceiling concurrency / latency
-	deliveryConcurrency = 64  // PASSERELLE_CRM_CONCURRENCY of the measured daemon
-	deliveryLatency     = 50 * time.Millisecond
-	deliveryConns       = 32 // connections posting the leads
-	ceilingRequests     = 25 * deliveryConcurrency
+	goalDeliveryShare = 0.8 // delivered leads/s over the ceiling concurrency / latency
+	deliveryLatency   = 50 * time.Millisecond
+	deliveryConns     = 32 // connections posting the leads
+	ceilingPerWorker  = 25 // requests per goroutine of the ceiling client
 	// The build before the engine sends one request at a time (about 19 leads/s at 50 ms): it
 	// gets fewer leads with the slow receiver, or the run would take minutes.
 	baselineSlowLeads = 200
@@ -43,10 +42,11 @@ const (
 
 // deliveryRun is one daemon's run: leads posted, then delivered to the receiver.
 type deliveryRun struct {
-	build    string
-	delay    time.Duration
-	leads    int   // posted
-	answered int64 // answered 200 by the webhook
+	build       string
+	concurrency int // PASSERELLE_CRM_CONCURRENCY; 0 for a build without it
+	delay       time.Duration
+	leads       int   // posted
+	answered    int64 // answered 200 by the webhook
 	receiverStats
 	posting    time.Duration // from the first post to the last answer of the webhook
 	duringPost int           // distinct leads delivered while the leads were being posted
@@ -72,7 +72,7 @@ func (r deliveryRun) afterRate() float64 {
 
 // ceiling is concurrency / latency, the latency being the receiver's own mean time per request in
 // this run.
-func (r deliveryRun) ceiling() float64 { return deliveryConcurrency / r.meanLatency().Seconds() }
+func (r deliveryRun) ceiling() float64 { return float64(r.concurrency) / r.meanLatency().Seconds() }
 
 func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
 	var rep report
@@ -88,7 +88,9 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	if err != nil {
 		return rep, err
 	}
-	rep.addf("daemon: passerelle serve (make build flags), embedded JetStream, fresh data dir per run, PASSERELLE_CRM_CONCURRENCY=%d;", deliveryConcurrency)
+	conc := o.crmConcurrency
+	rep.addf("daemon: passerelle serve (make build flags), embedded JetStream, fresh data dir per run, PASSERELLE_CRM_CONCURRENCY=%d%s;",
+		conc, strings.Join(append([]string{""}, o.env...), ", "))
 	rep.addf("        %d distinct leads posted from %d connections, delivered to a CRM receiver in the bench process that answers", o.leads, deliveryConns)
 	rep.addf("        200 after %s, then at once; delivered/s from its first to its last distinct webhook-id; %d round(s)", deliveryLatency, o.rounds)
 	if baseNote != "" {
@@ -108,15 +110,18 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 		c.dataDir = filepath.Join(tmp, "delivery-"+nonce())
 		r, err := runDelivery(ctx, c, delay, leads)
 		r.build = name
+		if len(env) > 0 {
+			r.concurrency = conc
+		}
 		return r, err
 	}
-	concurrency := "PASSERELLE_CRM_CONCURRENCY=" + strconv.Itoa(deliveryConcurrency)
+	env := append([]string{"PASSERELLE_CRM_CONCURRENCY=" + strconv.Itoa(conc)}, o.env...)
 	for i := range o.rounds {
 		var r round
-		if r.client, err = runCeilingClient(ctx, deliveryLatency); err != nil {
+		if r.client, err = runCeilingClient(ctx, deliveryLatency, conc); err != nil {
 			return rep, err
 		}
-		if r.slow, err = one("this build", bin, deliveryLatency, o.leads, concurrency); err != nil {
+		if r.slow, err = one("this build", bin, deliveryLatency, o.leads, env...); err != nil {
 			return rep, err
 		}
 		// The two builds alternate with the fast receiver, so neither always runs on a warmer machine.
@@ -125,7 +130,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 			name string
 			bin  string
 			env  []string
-		}{{&r.fast, "this build", bin, []string{concurrency}}, {&r.baseFast, baseLabel, base, nil}}
+		}{{&r.fast, "this build", bin, env}, {&r.baseFast, baseLabel, base, nil}}
 		if i%2 == 1 {
 			runs[0], runs[1] = runs[1], runs[0]
 		}
@@ -205,8 +210,8 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	}
 	rep.lines = append(rep.lines, strings.Split(strings.TrimRight(sb.String(), "\n"), "\n")...)
 	rep.addf("ceiling at %s: %d in flight / %s (the receiver's mean time per request in that run) = %.0f/s; a plain Go client", deliveryLatency,
-		deliveryConcurrency, ms(slow.meanLatency()), slow.ceiling())
-	rep.addf("        with %d goroutines against a receiver of the same latency got %.0f/s (median of the rounds)", deliveryConcurrency, median(clientRates))
+		conc, ms(slow.meanLatency()), slow.ceiling())
+	rep.addf("        with %d goroutines against a receiver of the same latency got %.0f/s (median of the rounds)", conc, median(clientRates))
 	for _, r := range []deliveryRun{slow, fast} {
 		if r.normCalls == 0 {
 			continue
@@ -240,7 +245,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	posted += int64(baseSlow.leads)
 	rep.check(fmt.Sprintf("delivered at %s / ceiling", deliveryLatency), fmt.Sprintf("%.2f (%.0f of %.0f/s)", share, slow.rate(), slow.ceiling()),
 		fmt.Sprintf("≥ %.2f", goalDeliveryShare), share >= goalDeliveryShare)
-	rep.check("max requests in flight at the CRM", strconv.Itoa(maxInFlight), fmt.Sprintf("≤ %d", deliveryConcurrency), maxInFlight <= deliveryConcurrency)
+	rep.check("max requests in flight at the CRM", strconv.Itoa(maxInFlight), fmt.Sprintf("≤ %d", conc), maxInFlight <= conc)
 	rep.check("duplicate deliveries", strconv.Itoa(dups), "0", dups == 0)
 	rep.check("every lead answered 200, delivered", fmt.Sprint(answered == posted && !timedOut), "true", answered == posted && !timedOut)
 	if base != "" {
@@ -431,27 +436,27 @@ type clientRun struct {
 	rate float64
 }
 
-// runCeilingClient measures what a plain net/http client with deliveryConcurrency goroutines gets
-// from a receiver answering after delay: the ceiling that no sender with as many requests in
-// flight can pass on this machine.
-func runCeilingClient(ctx context.Context, delay time.Duration) (clientRun, error) {
-	recv, err := startReceiver(delay, ceilingRequests)
+// runCeilingClient measures what a plain net/http client with conc goroutines gets from a receiver
+// answering after delay: no sender with as many requests in flight does better on this machine.
+func runCeilingClient(ctx context.Context, delay time.Duration, conc int) (clientRun, error) {
+	total := ceilingPerWorker * conc
+	recv, err := startReceiver(delay, total)
 	if err != nil {
 		return clientRun{}, err
 	}
 	defer recv.close()
-	tr := &http.Transport{MaxConnsPerHost: deliveryConcurrency, MaxIdleConnsPerHost: deliveryConcurrency}
+	tr := &http.Transport{MaxConnsPerHost: conc, MaxIdleConnsPerHost: conc}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
-	next := make(chan int, ceilingRequests)
-	for i := range ceilingRequests {
+	next := make(chan int, total)
+	for i := range total {
 		next <- i
 	}
 	close(next)
-	errs := make([]error, deliveryConcurrency)
+	errs := make([]error, conc)
 	start := time.Now()
 	var wg sync.WaitGroup
-	for g := range deliveryConcurrency {
+	for g := range conc {
 		wg.Go(func() {
 			for i := range next {
 				req, err := http.NewRequestWithContext(ctx, http.MethodPost, recv.url, strings.NewReader(`{"type":"lead.received"}`))
@@ -475,7 +480,7 @@ func runCeilingClient(ctx context.Context, delay time.Duration) (clientRun, erro
 	if err := errors.Join(errs...); err != nil {
 		return clientRun{}, fmt.Errorf("ceiling client: %w", err)
 	}
-	return clientRun{rate: float64(ceilingRequests) / elapsed.Seconds()}, nil
+	return clientRun{rate: float64(total) / elapsed.Seconds()}, nil
 }
 
 // baseline returns the passerelle binary to compare with (empty for none), its label, and a note

@@ -45,6 +45,9 @@ type options struct {
 	leads       int
 	baselineRev string
 	baselineBin string
+	// delivery: the measured daemon's PASSERELLE_CRM_CONCURRENCY and other settings.
+	crmConcurrency int
+	env            []string
 }
 
 func main() {
@@ -65,9 +68,17 @@ func main() {
 	flag.IntVar(&o.leads, "leads", 4000, "delivery: leads posted per run")
 	flag.StringVar(&o.baselineRev, "baseline-rev", "a91a9e0", "delivery: git revision of the build to compare with (before the delivery engine), built once and cached; empty skips it")
 	flag.StringVar(&o.baselineBin, "baseline", "", "delivery: passerelle binary of the earlier build (instead of building -baseline-rev)")
+	flag.IntVar(&o.crmConcurrency, "crm-concurrency", 64, "delivery: PASSERELLE_CRM_CONCURRENCY of the measured daemon, and the ceiling client's goroutines")
+	flag.Func("env", "delivery: `PASSERELLE_NAME=value` given to the measured daemon (repeatable), to measure what a setting buys", func(s string) error {
+		if !strings.HasPrefix(s, "PASSERELLE_") || !strings.Contains(s, "=") {
+			return fmt.Errorf("want PASSERELLE_NAME=value")
+		}
+		o.env = append(o.env, s)
+		return nil
+	})
 	flag.Parse()
-	if o.rounds < 1 || o.connections < 1 || o.duration <= 0 || o.leads < 1 {
-		fmt.Fprintln(os.Stderr, "passerelle-bench: -rounds, -connections, -duration and -leads must be positive")
+	if o.rounds < 1 || o.connections < 1 || o.duration <= 0 || o.leads < 1 || o.crmConcurrency < 1 {
+		fmt.Fprintln(os.Stderr, "passerelle-bench: -rounds, -connections, -duration, -leads and -crm-concurrency must be positive")
 		os.Exit(2)
 	}
 	switch o.only {
