@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/pipelines"
 )
 
 // Goals and settings of the delivery issue (issue 11).
@@ -38,6 +39,9 @@ const (
 	seriesCRMTime  = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="crm"}`
 	seriesNormTime = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="normalize"}`
 	seriesNormCall = `passerelle_stage_duration_seconds_count{pipeline="leads",stage="normalize"}`
+	// The engine's time per send (slot taken to answer read), for the endpoint id in %s.
+	seriesSendTime  = `passerelle_delivery_duration_seconds_sum{endpoint="%s",outcome="delivered"}`
+	seriesSendCount = `passerelle_delivery_duration_seconds_count{endpoint="%s",outcome="delivered"}`
 )
 
 // deliveryRun is one daemon's run: leads posted, then delivered to the receiver.
@@ -50,6 +54,7 @@ type deliveryRun struct {
 	receiverStats
 	posting    time.Duration // from the first post to the last answer of the webhook
 	duringPost int           // distinct leads delivered while the leads were being posted
+	overlap    time.Duration // the part of the delivery span before the last post was answered
 	afterPost  time.Duration // from the last post to the last delivery
 	timedOut   bool
 	// From the daemon's /metrics (NaN when the build does not export them).
@@ -58,7 +63,18 @@ type deliveryRun struct {
 	// Where the time went: each stage's handler time summed over its calls, and its calls.
 	crmTime, normTime   float64
 	crmCalls, normCalls float64
+	sendTime, sends     float64       // the engine's summed send time, and its sends
+	cpu                 time.Duration // the daemon's CPU from the first post to the last delivery
 	peakRSS             int64
+}
+
+// cpuPerLead is the daemon's CPU per lead, ingest and delivery: unlike leads/s, it hardly moves
+// when other work takes the cores.
+func (r deliveryRun) cpuPerLead() time.Duration {
+	if r.distinct == 0 {
+		return 0
+	}
+	return r.cpu / time.Duration(r.distinct)
 }
 
 // rate is delivered leads/s at the receiver, from the first to the last distinct delivery.
@@ -108,7 +124,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 		c := c
 		c.bin, c.env = bin, env
 		c.dataDir = filepath.Join(tmp, "delivery-"+nonce())
-		r, err := runDelivery(ctx, c, delay, leads)
+		r, err := runDelivery(ctx, c, delay, leads, conc)
 		r.build = name
 		if len(env) > 0 {
 			r.concurrency = conc
@@ -148,8 +164,8 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 			}
 		}
 		rounds = append(rounds, r)
-		line := fmt.Sprintf("  round %d: at %s %.0f leads/s (ceiling %.0f/s, %.2f; a plain client %.0f/s) | at once %.0f leads/s",
-			i+1, deliveryLatency, r.slow.rate(), r.slow.ceiling(), r.slow.rate()/r.slow.ceiling(), r.client.rate, r.fast.rate())
+		line := fmt.Sprintf("  round %d: at %s %.0f leads/s (ceiling %.0f/s, %.2f; a plain client %.0f/s, %.2f of its own) | at once %.0f leads/s",
+			i+1, deliveryLatency, r.slow.rate(), r.slow.ceiling(), r.slow.rate()/r.slow.ceiling(), r.client.rate, r.client.share, r.fast.rate())
 		if base != "" {
 			line += fmt.Sprintf(", %s %.0f leads/s", baseLabel, r.baseFast.rate())
 		}
@@ -173,9 +189,10 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	}
 	slow, fast := pick(func(r round) deliveryRun { return r.slow }), pick(func(r round) deliveryRun { return r.fast })
 	clientRates := make([]float64, len(rounds))
+	clientShares := make([]float64, len(rounds))
 	shares := make([]float64, len(rounds))
 	for i, r := range rounds {
-		clientRates[i] = r.client.rate
+		clientRates[i], clientShares[i] = r.client.rate, r.client.share
 		shares[i] = r.slow.rate() / r.slow.ceiling()
 	}
 	share := median(shares)
@@ -192,14 +209,15 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "receiver\tbuild\tleads\tdelivered/s\tmax in flight\tduplicates\tposting\tdelivered meanwhile\tthen/s\tCRM stage held\tleads per call\tpeak RSS\t\n")
+	fmt.Fprintf(tw, "receiver\tbuild\tleads\tdelivered/s\tspan\tposting\tspan while posting\tdelivered then\tthen/s\tat full\tmax in flight\tduplicates\tCRM stage held\tleads/call\tCPU/lead\tpeak RSS\t\n")
 	for _, r := range table {
 		recv := "at once"
 		if r.delay > 0 {
 			recv = r.delay.String()
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%d\t%d\t%s\t%d\t%.0f\t%s\t%s\t%s\t\n", recv, r.build, r.distinct, r.rate(), r.maxInFlight, r.duplicates,
-			ms(r.posting), r.duringPost, r.afterRate(), orNA(r.yielded, "%.1f s"), orNA(r.perCall, "%.1f"), mb(r.peakRSS))
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f s\t%.2f s\t%.2f s\t%d\t%.0f\t%.0f%%\t%d\t%d\t%s\t%s\t%.0f µs\t%s\t\n", recv, r.build, r.distinct, r.rate(),
+			r.span().Seconds(), r.posting.Seconds(), r.overlap.Seconds(), r.duringPost, r.afterRate(), 100*r.full.Seconds()/r.span().Seconds(),
+			r.maxInFlight, r.duplicates, orNA(r.yielded, "%.1f s"), orNA(r.perCall, "%.1f"), us(r.cpuPerLead()), mb(r.peakRSS))
 	}
 	tw.Flush()
 	rep.addf("")
@@ -211,7 +229,9 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	rep.lines = append(rep.lines, strings.Split(strings.TrimRight(sb.String(), "\n"), "\n")...)
 	rep.addf("ceiling at %s: %d in flight / %s (the receiver's mean time per request in that run) = %.0f/s; a plain Go client", deliveryLatency,
 		conc, ms(slow.meanLatency()), slow.ceiling())
-	rep.addf("        with %d goroutines against a receiver of the same latency got %.0f/s (median of the rounds)", conc, median(clientRates))
+	rep.addf("        with %d goroutines against a receiver of the same latency got %.0f/s, %.2f of its own ceiling (medians): what this", conc,
+		median(clientRates), median(clientShares))
+	rep.addf("        machine loses to scheduling whoever sends")
 	for _, r := range []deliveryRun{slow, fast} {
 		if r.normCalls == 0 {
 			continue
@@ -219,12 +239,16 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 		rep.addf("where the time went, %s, receiver %s: normalize %.0f calls of %s (busy %.0f%% of the delivery span, one at a time),",
 			r.build, cmp.Or(map[bool]string{true: "at once"}[r.delay == 0], r.delay.String()), r.normCalls, ms(secs(r.normTime/r.normCalls)),
 			100*r.normTime/r.span().Seconds())
-		rep.addf("        CRM stage %.0f calls of %s (%.1f in progress on average over the span)", r.crmCalls, ms(secs(r.crmTime/r.crmCalls)),
-			r.crmTime/r.span().Seconds())
+		rep.addf("        CRM stage %.0f calls of %s (%.1f in progress on average over the span); the engine's sends %s each (%.1f in",
+			r.crmCalls, ms(secs(r.crmTime/r.crmCalls)), r.crmTime/r.span().Seconds(), ms(secs(r.sendTime/max(1, r.sends))), r.sendTime/r.span().Seconds())
+		rep.addf("        progress on average), of which the receiver's own time %s: the rest is the client, loopback and scheduling",
+			ms(r.meanLatency()))
 	}
-	rep.addf("delivered meanwhile: distinct leads the receiver answered before the last lead was posted (the stages yield to")
-	rep.addf("        webhook bursts); then/s: the rate from the last post to the last delivery; CRM stage held: seconds the")
-	rep.addf("        yield middleware held it (passerelle_stage_yield_seconds_total)")
+	rep.addf("span: first to last distinct delivery; span while posting: its part before the last lead was posted, when the stages")
+	rep.addf("        yield to the webhook burst (PASSERELLE_STAGE_YIELD); delivered then: distinct leads delivered in that part; then/s:")
+	rep.addf("        the rate from the last post to the last delivery; at full: share of the span with %d requests in flight at the", conc)
+	rep.addf("        receiver; CRM stage held: seconds the yield middleware held that stage (passerelle_stage_yield_seconds_total);")
+	rep.addf("        CPU/lead: the daemon's CPU (all threads) from the first post to the last delivery, per lead")
 
 	var timedOut bool
 	var maxInFlight, dups int
@@ -266,13 +290,13 @@ func orNA(v float64, format string) string {
 
 // runDelivery starts a daemon delivering to a fresh receiver, posts leads distinct leads and waits
 // for the receiver to have them all.
-func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads int) (deliveryRun, error) {
+func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads, conc int) (deliveryRun, error) {
 	r := deliveryRun{delay: delay, leads: leads, yielded: math.NaN(), perCall: math.NaN()}
 	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
 		return r, err
 	}
 	defer os.RemoveAll(c.dataDir)
-	recv, err := startReceiver(delay, leads)
+	recv, err := startReceiver(delay, leads, conc)
 	if err != nil {
 		return r, err
 	}
@@ -285,6 +309,10 @@ func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads
 	defer p.stop()
 
 	t := target{url: "http://" + p.addr + "/webhooks/iciformation", token: c.token}
+	cpu0, err := p.cpuTime()
+	if err != nil {
+		return r, err
+	}
 	start := time.Now()
 	ok, _, err := sendExactly(ctx, t, deliveryConns, leads)
 	if err != nil {
@@ -306,8 +334,14 @@ func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads
 	case <-p.exited:
 		return r, fmt.Errorf("passerelle exited: %s", p.stderr)
 	}
+	cpu1, err := p.cpuTime()
+	if err != nil {
+		return r, err
+	}
+	r.cpu = cpu1 - cpu0
 	r.receiverStats = recv.stats()
 	r.afterPost = r.last.Sub(posted)
+	r.overlap = max(0, posted.Sub(r.first))
 	if r.timedOut {
 		fmt.Printf("  %d of %d leads delivered after %s\n", r.distinct, leads, within)
 	}
@@ -315,14 +349,17 @@ func runDelivery(ctx context.Context, c daemonConfig, delay time.Duration, leads
 	// The sink counts a lead out once its delivery is logged: then nothing is left to re-send.
 	// Builds without these series skip the wait and their figures.
 	deadline := time.Now().Add(10 * time.Second)
+	id := pipelines.EndpointID(c.crmURL)
 	for {
-		vs, err := p.metrics(seriesCRMOut, seriesYield, seriesCRMIn, seriesCRMCalls, seriesCRMTime, seriesNormTime, seriesNormCall)
+		vs, err := p.metrics(seriesCRMOut, seriesYield, seriesCRMIn, seriesCRMCalls, seriesCRMTime, seriesNormTime, seriesNormCall,
+			fmt.Sprintf(seriesSendTime, id), fmt.Sprintf(seriesSendCount, id))
 		if err != nil {
 			break
 		}
 		if vs[0] >= float64(r.distinct) || time.Now().After(deadline) {
 			r.yielded, r.perCall = vs[1], vs[2]/max(1, vs[3])
 			r.crmCalls, r.crmTime, r.normTime, r.normCalls = vs[3], vs[4], vs[5], vs[6]
+			r.sendTime, r.sends = vs[7], vs[8]
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -346,6 +383,7 @@ type receiverStats struct {
 	maxInFlight int
 	busy        time.Duration // summed time from each request's arrival to its answer
 	first, last time.Time     // the first arrival, the last answer of a webhook-id not seen before
+	full        time.Duration // time with fullAt requests or more in flight
 }
 
 func (s receiverStats) span() time.Duration { return s.last.Sub(s.first) }
@@ -362,24 +400,26 @@ func (s receiverStats) meanLatency() time.Duration {
 // counts requests in flight and webhook-ids. It checks no signature: it measures the sender, and
 // connectors/crm/crmsim verifies them in the tests.
 type crmReceiver struct {
-	delay time.Duration
-	srv   *http.Server
-	url   string
-	want  int
-	all   chan struct{} // closed once want distinct webhook-ids were answered
+	delay  time.Duration
+	srv    *http.Server
+	url    string
+	want   int
+	fullAt int           // the sender's concurrency: time at it or above is counted
+	all    chan struct{} // closed once want distinct webhook-ids were answered
 
 	mu       sync.Mutex
 	s        receiverStats
 	inFlight int
+	changed  time.Time // when inFlight last changed
 	seen     map[string]int
 }
 
-func startReceiver(delay time.Duration, want int) (*crmReceiver, error) {
+func startReceiver(delay time.Duration, want, fullAt int) (*crmReceiver, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, fmt.Errorf("receiver: %w", err)
 	}
-	c := &crmReceiver{delay: delay, url: "http://" + ln.Addr().String(), want: want, all: make(chan struct{}), seen: make(map[string]int, want)}
+	c := &crmReceiver{delay: delay, url: "http://" + ln.Addr().String(), want: want, fullAt: fullAt, all: make(chan struct{}), seen: make(map[string]int, want)}
 	c.srv = &http.Server{Handler: c, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = c.srv.Serve(ln) }()
 	return c, nil
@@ -388,7 +428,7 @@ func startReceiver(delay time.Duration, want int) (*crmReceiver, error) {
 func (c *crmReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c.mu.Lock()
-	c.inFlight++
+	c.moved(start, +1)
 	c.s.requests++
 	c.s.maxInFlight = max(c.s.maxInFlight, c.inFlight)
 	c.mu.Unlock()
@@ -404,7 +444,7 @@ func (c *crmReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := r.Header.Get(stdwebhook.HeaderID)
 	end := time.Now()
 	c.mu.Lock()
-	c.inFlight--
+	c.moved(end, -1)
 	c.s.busy += end.Sub(start)
 	c.seen[id]++
 	if c.seen[id] > 1 {
@@ -423,6 +463,16 @@ func (c *crmReceiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
+// moved adds d to the requests in flight at now, counting the time spent at full concurrency.
+func (c *crmReceiver) moved(now time.Time, d int) {
+	if c.inFlight >= c.fullAt && !c.changed.IsZero() {
+		c.s.full += now.Sub(c.changed)
+	}
+	c.inFlight += d
+	c.s.maxInFlight = max(c.s.maxInFlight, c.inFlight)
+	c.changed = now
+}
+
 func (c *crmReceiver) stats() receiverStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -433,14 +483,15 @@ func (c *crmReceiver) close() { _ = c.srv.Close() }
 
 // clientRun is what a plain client got from a receiver.
 type clientRun struct {
-	rate float64
+	rate  float64
+	share float64 // rate over conc / the receiver's mean time per request
 }
 
 // runCeilingClient measures what a plain net/http client with conc goroutines gets from a receiver
 // answering after delay: no sender with as many requests in flight does better on this machine.
 func runCeilingClient(ctx context.Context, delay time.Duration, conc int) (clientRun, error) {
 	total := ceilingPerWorker * conc
-	recv, err := startReceiver(delay, total)
+	recv, err := startReceiver(delay, total, conc)
 	if err != nil {
 		return clientRun{}, err
 	}
@@ -480,7 +531,8 @@ func runCeilingClient(ctx context.Context, delay time.Duration, conc int) (clien
 	if err := errors.Join(errs...); err != nil {
 		return clientRun{}, fmt.Errorf("ceiling client: %w", err)
 	}
-	return clientRun{rate: float64(total) / elapsed.Seconds()}, nil
+	rate := float64(total) / elapsed.Seconds()
+	return clientRun{rate: rate, share: rate * recv.stats().meanLatency().Seconds() / float64(conc)}, nil
 }
 
 // baseline returns the passerelle binary to compare with (empty for none), its label, and a note
