@@ -273,8 +273,23 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	rep.check("duplicate deliveries", strconv.Itoa(dups), "0", dups == 0)
 	rep.check("every lead answered 200, delivered", fmt.Sprint(answered == posted && !timedOut), "true", answered == posted && !timedOut)
 	if base != "" {
-		ratio := fast.rate() / baseFast.rate()
-		rep.check("delivered at once vs "+baseLabel, fmt.Sprintf("%.2f× (%.0f/s)", ratio, fast.rate()), "≥ 1.00×", ratio >= 1)
+		// With a receiver that answers at once the delivery lasts about as long as the posting
+		// burst, and a lead that slips out before the stages start yielding to the burst starts
+		// the first-to-last span early, in either build, by up to the whole burst: so the two
+		// builds are compared on their rate once every lead was posted (medians), the
+		// first-to-last figures printed beside.
+		after := func(f func(round) deliveryRun) float64 {
+			xs := make([]float64, len(rounds))
+			for i, r := range rounds {
+				xs[i] = f(r).afterRate()
+			}
+			return median(xs)
+		}
+		now, before := after(func(r round) deliveryRun { return r.fast }), after(func(r round) deliveryRun { return r.baseFast })
+		rep.addf("at once, this build against %s (medians): %.0f against %.0f leads/s once every lead was posted, %.0f against %.0f",
+			baseLabel, now, before, fast.rate(), baseFast.rate())
+		rep.addf("        from the first delivery, %.0f µs against %.0f µs of daemon CPU per lead", us(fast.cpuPerLead()), us(baseFast.cpuPerLead()))
+		rep.check("delivered at once vs "+baseLabel, fmt.Sprintf("%.2f× (%.0f/s)", now/before, now), "≥ 1.00×", now >= before)
 	}
 	return rep, nil
 }
