@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -126,7 +125,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 		c.dataDir = filepath.Join(tmp, "delivery-"+nonce())
 		r, err := runDelivery(ctx, c, delay, leads, conc)
 		r.build = name
-		if len(env) > 0 {
+		if len(env) > 0 { // the build measured; the baseline is given no setting and has no such limit
 			r.concurrency = conc
 		}
 		return r, err
@@ -212,11 +211,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "receiver\tbuild\tleads\tdelivered/s\tspan\tposting\tspan while posting\tdelivered then\tthen/s\tat full\tmax in flight\tduplicates\tCRM stage held\tleads/call\tCPU/lead\tpeak RSS\t\n")
 	for _, r := range table {
-		recv := "at once"
-		if r.delay > 0 {
-			recv = r.delay.String()
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f s\t%.2f s\t%.2f s\t%d\t%.0f\t%.0f%%\t%d\t%d\t%s\t%s\t%.0f µs\t%s\t\n", recv, r.build, r.distinct, r.rate(),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f s\t%.2f s\t%.2f s\t%d\t%.0f\t%.0f%%\t%d\t%d\t%s\t%s\t%.0f µs\t%s\t\n", answering(r.delay), r.build, r.distinct, r.rate(),
 			r.span().Seconds(), r.posting.Seconds(), r.overlap.Seconds(), r.duringPost, r.afterRate(), 100*r.full.Seconds()/r.span().Seconds(),
 			r.maxInFlight, r.duplicates, orNA(r.yielded, "%.1f s"), orNA(r.perCall, "%.1f"), us(r.cpuPerLead()), mb(r.peakRSS))
 	}
@@ -238,7 +233,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 			continue
 		}
 		rep.addf("where the time went, %s, receiver %s: normalize %.0f calls of %s (busy %.0f%% of the delivery span, one at a time),",
-			r.build, cmp.Or(map[bool]string{true: "at once"}[r.delay == 0], r.delay.String()), r.normCalls, ms(secs(r.normTime/r.normCalls)),
+			r.build, answering(r.delay), r.normCalls, ms(secs(r.normTime/r.normCalls)),
 			100*r.normTime/r.span().Seconds())
 		rep.addf("        CRM stage %.0f calls of %s (%.1f in progress on average over the span); the engine's sends %s each (%.1f in",
 			r.crmCalls, ms(secs(r.crmTime/r.crmCalls)), r.crmTime/r.span().Seconds(), ms(secs(r.sendTime/max(1, r.sends))), r.sendTime/r.span().Seconds())
@@ -300,6 +295,14 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 		rep.check("delivered at once vs "+baseLabel, fmt.Sprintf("%.2f× (%.0f/s)", now/before, now), "≥ 1.00×", now >= before)
 	}
 	return rep, nil
+}
+
+// answering names a receiver by its delay.
+func answering(delay time.Duration) string {
+	if delay == 0 {
+		return "at once"
+	}
+	return delay.String()
 }
 
 func secs(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
