@@ -59,6 +59,7 @@ type proc struct {
 // daemonConfig is what one passerelle serve run is given.
 type daemonConfig struct {
 	bin, dataDir, token, crmURL, crmSecret string
+	env                                    []string // more PASSERELLE_* settings
 }
 
 // startDaemon runs passerelle serve on the embedded broker, a fresh data dir and free loopback
@@ -84,6 +85,7 @@ func startDaemon(ctx context.Context, c daemonConfig) (*proc, error) {
 		"PASSERELLE_LOG_FORMAT=json",
 		"PASSERELLE_SHUTDOWN_TIMEOUT=5s",
 	)
+	cmd.Env = append(cmd.Env, c.env...)
 	p := &proc{name: "passerelle", cmd: cmd, addr: httpAddr, admin: adminAddr, stderr: &logBuf{n: 64 << 10}, exited: make(chan struct{})}
 	cmd.Stdout = io.Discard
 	cmd.Stderr = p.stderr

@@ -17,7 +17,8 @@ import (
 const (
 	goalIngestRatio = 0.68
 	goalIngestP99   = 15 * time.Millisecond
-	goalIdleRSS     = 40_000_000 // bytes
+	goalIdleRSS     = 40_000_000  // bytes
+	goalPeakRSS     = 200_000_000 // bytes, VmHWM at the end of the measured burst
 	idleWait        = 3 * time.Second
 	verifyLeads     = 2000
 )
@@ -45,19 +46,19 @@ type ingestRound struct {
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
 	behindNormalize, behindCRM float64
 	peakRSS                    int64
+	// The Go heap at the end of the burst: what the runtime holds from the OS, and what is in use.
+	heapSys, heapInuse float64
 }
 
-func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
+func benchIngest(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
 	var rep report
 	gen, err := pickLoadGen(o.loadgen, tmp)
 	if err != nil {
 		return rep, err
 	}
-	bin := o.daemonBin
-	if bin == "" {
-		if bin, err = buildDaemon(ctx, tmp); err != nil {
-			return rep, err
-		}
+	bin, err := daemon()
+	if err != nil {
+		return rep, err
 	}
 	secret, err := stdwebhook.NewSecret()
 	if err != nil {
@@ -137,6 +138,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 		float64(pickD(func(r ingestRound) time.Duration { return r.daemon.cpuPerOK() }))/float64(pickD(func(r ingestRound) time.Duration { return r.bare.cpuPerOK() })))
 	rep.addf("idle RSS (fresh daemon, %s after /readyz): %s; peak RSS under load (VmHWM, median): %s", idleWait, mb(idleRSS),
 		mb(int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))))
+	rep.addf("Go heap at the end of the burst (median): %s held from the OS, %s in use (go_memstats_heap_sys_bytes, _inuse_bytes)",
+		mb(int64(pick(func(r ingestRound) float64 { return r.heapSys }))), mb(int64(pick(func(r ingestRound) float64 { return r.heapInuse }))))
 	rep.addf("webhook batches: %.1f leads per broker message on average, acknowledged %s after their publish (broker.Batcher; medians)",
 		pick(func(r ingestRound) float64 { return r.perPublish }), ms(pickD(func(r ingestRound) time.Duration { return r.publishWait })))
 	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
@@ -163,6 +166,8 @@ func benchIngest(ctx context.Context, o options, tmp string) (report, error) {
 	rep.check("ingest ratio passerelle/bare", fmt.Sprintf("%.2f", ratio), fmt.Sprintf("≥ %.2f", goalIngestRatio), ratio >= goalIngestRatio)
 	rep.check(fmt.Sprintf("ingest p99 at %d connections", o.connections), ms(daemonP99), "≤ "+ms(goalIngestP99), daemonP99 <= goalIngestP99)
 	rep.check("idle RSS", mb(idleRSS), "≤ "+mb(goalIdleRSS), idleRSS <= goalIdleRSS)
+	peakRSS := int64(pick(func(r ingestRound) float64 { return float64(r.peakRSS) }))
+	rep.check("peak RSS during the burst", mb(peakRSS), "≤ "+mb(goalPeakRSS), peakRSS > 0 && peakRSS <= goalPeakRSS)
 	rep.check("non-200 answers", fmt.Sprint(failed), "0", failed == 0)
 	rep.check("published = answered 200", fmt.Sprint(durable), "true", durable)
 	return rep, nil
@@ -257,7 +262,13 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if r.behindCRM, err = p.metric(fmt.Sprintf(seriesBehind, "crm")); err != nil {
 		return 0, err
 	}
-	r.peakRSS, _ = p.memory("VmHWM")
+	// The kernel's high-water mark of the daemon's resident set: the burst's peak, warm-up included.
+	if r.peakRSS, err = p.memory("VmHWM"); err != nil {
+		return 0, err
+	}
+	if heap, err := p.metrics("go_memstats_heap_sys_bytes", "go_memstats_heap_inuse_bytes"); err == nil {
+		r.heapSys, r.heapInuse = heap[0], heap[1]
+	}
 	r.daemon.failed += warm.failed
 	r.answered = warm.ok + r.daemon.ok
 

@@ -31,6 +31,17 @@ func (r *report) check(what, got, want string, ok bool) {
 	r.goals = append(r.goals, goal{what, got, want, ok})
 }
 
+// missed returns the goals not met.
+func (r report) missed() []goal {
+	var out []goal
+	for _, g := range r.goals {
+		if !g.ok {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 func (r report) print() {
 	for _, l := range r.lines {
 		fmt.Println(l)
