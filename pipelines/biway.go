@@ -555,12 +555,14 @@ func digest(s string) string {
 
 // BiwayStatus is what `passerelle biway status` shows.
 type BiwayStatus struct {
-	Callback  *BiwayCallbackRegistration `json:"callback,omitempty"`
-	Entities  []EntityRecord             `json:"entities"`
-	Messages  map[string]int             `json:"messages"` // by state
-	Unknown   int                        `json:"unknown_messages"`
-	Acks      map[string]int             `json:"acks"` // leads by outcome
-	Scheduled int                        `json:"scheduled"`
+	Callback *BiwayCallbackRegistration `json:"callback,omitempty"`
+	// SecretSource says which secret reports are verified with (set by the module).
+	SecretSource string         `json:"secret_source,omitempty"`
+	Entities     []EntityRecord `json:"entities"`
+	Messages     map[string]int `json:"messages"` // by state
+	Unknown      int            `json:"unknown_messages"`
+	Acks         map[string]int `json:"acks"` // leads by outcome
+	Scheduled    int            `json:"scheduled"`
 }
 
 // BiwayCallbackRegistration is the registered callback (the secret is kept, never shown).

@@ -179,6 +179,16 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 			httpapi.WriteError(w, http.StatusInternalServerError, err.Error())
 			return
 		}
+		switch {
+		case !on:
+			st.SecretSource = "module off"
+		case st.Callback != nil:
+			st.SecretSource = "stored by register-callback"
+		case c.CallbackSecret != "":
+			st.SecretSource = "PASSERELLE_BIWAY_CALLBACK_SECRET"
+		default:
+			st.SecretSource = "none: every report is refused until register-callback runs"
+		}
 		httpapi.WriteJSON(w, http.StatusOK, st)
 	})
 	return pipelines.AddBiway(ctx, env.Wiring, cfg)
@@ -203,7 +213,12 @@ func (m *Biway) registerCallback(w http.ResponseWriter, r *http.Request, env *En
 		return
 	}
 	if req.URL == "" {
-		req.URL = "http://" + loopbackAddr(env.Cfg.HTTPAddr) + "/webhooks/biway"
+		addr := loopbackAddr(env.Cfg.HTTPAddr)
+		if strings.HasSuffix(addr, ":0") {
+			httpapi.WriteError(w, http.StatusBadRequest, "PASSERELLE_HTTP_ADDR has no fixed port: give the URL (--url)")
+			return
+		}
+		req.URL = "http://" + addr + "/webhooks/biway"
 	}
 	source := "given"
 	switch {
@@ -281,7 +296,7 @@ func (*Biway) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 	return []string{
 		"PASSERELLE_BIWAY_URL=" + sim.URL(), "PASSERELLE_BIWAY_API_KEY=" + sim.APIKey(), "PASSERELLE_BIWAY_CALLBACK_SECRET=" + secret,
 		"PASSERELLE_BIWAY_LEAD_ACK=on", "PASSERELLE_BIWAY_TEMPLATE=" + sandboxBiwayTemplate,
-		"PASSERELLE_BIWAY_SEND_WINDOW=00:00-24:00 Europe/Paris", "PASSERELLE_BIWAY_MAX_PER_NUMBER_PER_DAY=3",
+		"PASSERELLE_BIWAY_SEND_WINDOW=00:00-24:00", "PASSERELLE_BIWAY_MAX_PER_NUMBER_PER_DAY=3",
 	}, nil
 }
 
@@ -338,8 +353,9 @@ func biwayStatusCommand(cli *CLI) *cobra.Command {
 			if st.Callback != nil {
 				fmt.Fprintf(tw, "callback\t%s\tid %s\tregistered %s\n", st.Callback.URL, st.Callback.ID, st.Callback.RegisteredAt.Format(time.RFC3339))
 			} else {
-				fmt.Fprintln(tw, "callback\tnone registered by passerelle biway register-callback")
+				fmt.Fprintln(tw, "callback\tnot registered by passerelle biway register-callback")
 			}
+			fmt.Fprintf(tw, "report secret\t%s\n", st.SecretSource)
 			for _, e := range st.Entities {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", strings.ToLower(strings.TrimSuffix(e.Type, "_STATE")), e.ID, e.Etat, e.At.Format(time.RFC3339))
 			}
