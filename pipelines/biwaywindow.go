@@ -134,6 +134,9 @@ func (w SendWindow) Next(t time.Time) time.Time {
 			end++
 		}
 		closeAt := wall(dy, dm, end, w.End, w.Loc)
+		if !closeAt.After(open) {
+			continue // a short window a DST change swallows (02:30-03:00 on the last Sunday of March)
+		}
 		if !t.Before(open) && t.Before(closeAt) {
 			return t
 		}

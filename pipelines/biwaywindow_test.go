@@ -41,6 +41,7 @@ func TestSendWindowNext(t *testing.T) {
 		{"across midnight belongs to its opening day", "22:00-06:00 Europe/Paris fri", "2026-12-05 03:00", "2026-12-05 03:00"},
 		{"across midnight, closed day", "22:00-06:00 Europe/Paris fri", "2026-12-06 03:00", "2026-12-11 22:00"},
 		{"all day", "00:00-24:00 Europe/Paris", "2026-12-06 23:59", "2026-12-06 23:59"},
+		{"DST start swallows a short window", "02:30-03:00 Europe/Paris", "2026-03-29 01:00", "2026-03-30 02:30"},
 		{"weekend range wraps", "09:00-12:00 Europe/Paris sat-sun", "2026-12-04 10:00", "2026-12-05 09:00"},
 	}
 	for _, tt := range tests {
@@ -97,4 +98,27 @@ func TestParseSendWindowErrors(t *testing.T) {
 	if got, want := w.String(), "08:00-20:00 Europe/Paris mon+tue+wed+thu+fri+sat"; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
 	}
+}
+
+func FuzzParseSendWindow(f *testing.F) {
+	f.Add(DefaultSendWindow, int64(1764900000))
+	f.Add("22:00-06:00 Europe/Paris fri-mon", int64(1774746000))
+	f.Add("00:00-24:00 UTC mon+wed", int64(0))
+	f.Fuzz(func(t *testing.T, s string, unix int64) {
+		w, err := ParseSendWindow(s)
+		if err != nil {
+			return
+		}
+		now := time.Unix(unix%(1<<40), 0)
+		next := w.Next(now)
+		if next.Before(now) {
+			t.Fatalf("%q: Next(%s) = %s, before now", s, now, next)
+		}
+		if !w.Open(next) {
+			t.Fatalf("%q: Next(%s) = %s, which is not open", s, now, next)
+		}
+		if w2, err := ParseSendWindow(w.String()); err != nil || w2.String() != w.String() {
+			t.Fatalf("%q: String %q does not parse back: %v", s, w.String(), err)
+		}
+	})
 }
