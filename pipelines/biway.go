@@ -51,6 +51,7 @@ const (
 	AckDailyCap  = "daily_cap"
 	AckRefused   = "refused"
 	AckDuplicate = "duplicate"
+	AckTooOld    = "too_old"
 )
 
 // BiwayStore is the part of the store the Bi-way pipeline keeps its records in.
@@ -81,7 +82,7 @@ var biwayChannels = []string{biway.ChannelSMS, biway.ChannelRCS, biway.ChannelAu
 func NewBiwayMetrics(reg prometheus.Registerer) *BiwayMetrics {
 	m := &BiwayMetrics{
 		acks: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "biway", Name: "acks_total",
-			Help: "Leads seen by the Bi-way acknowledgement stage, by outcome (submitted, scheduled for the send window, no_mobile, daily_cap, refused by the partner, duplicate)."},
+			Help: "Leads seen by the Bi-way acknowledgement stage, by outcome (submitted, scheduled for the send window, no_mobile, daily_cap, refused by the partner, duplicate, too_old)."},
 			[]string{"outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "passerelle", Subsystem: "biway", Name: "messages_total",
 			Help: "Bi-way message state changes applied (duplicates and stale reports excluded), by state and configured channel."},
@@ -90,7 +91,7 @@ func NewBiwayMetrics(reg prometheus.Registerer) *BiwayMetrics {
 			Help: "Lead acknowledgements waiting for the send window to open."}),
 	}
 	reg.MustRegister(m.acks, m.messages, m.scheduled)
-	for _, o := range []string{AckSubmitted, AckScheduled, AckNoMobile, AckDailyCap, AckRefused, AckDuplicate} {
+	for _, o := range []string{AckSubmitted, AckScheduled, AckNoMobile, AckDailyCap, AckRefused, AckDuplicate, AckTooOld} {
 		m.acks.WithLabelValues(o)
 	}
 	for _, s := range []biway.State{biway.StateAccepted, biway.StateSent, biway.StateDelivered, biway.StateRead, biway.StateFailed} {
@@ -144,9 +145,13 @@ type BiwayAck struct {
 	Template  string
 	Channel   string
 	MaxPerDay int
-	Metrics   *BiwayMetrics
-	Log       *slog.Logger
-	Now       func() time.Time
+	// MaxAge skips leads received longer ago (0: no limit). The stage's consumer starts at the
+	// beginning of leads.normalized, so turning acknowledgements on would otherwise message every
+	// lead the stream still holds.
+	MaxAge  time.Duration
+	Metrics *BiwayMetrics
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Handle acknowledges the leads msg carries (one, or a batch).
@@ -180,6 +185,10 @@ func (a *BiwayAck) handleLead(ctx context.Context, payload []byte) error {
 		return nil
 	}
 	now := a.Now()
+	if a.MaxAge > 0 && !lead.ReceivedAt.IsZero() && now.Sub(lead.ReceivedAt) > a.MaxAge {
+		a.Metrics.ack(AckTooOld)
+		return nil
+	}
 	p := pendingAck{EventID: lead.EventID, To: lead.Phone, ReceivedAt: lead.ReceivedAt, Due: a.Window.Next(now), Variables: map[string]string{
 		"prenom": lead.FirstName, "formation": lead.Course, "horaire_rappel": lead.CallbackTime,
 	}}

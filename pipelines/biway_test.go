@@ -41,7 +41,7 @@ func TestBiwayAckWindowCapAndReplay(t *testing.T) {
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
 	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
-		Template: "tpl_ack", Channel: biway.ChannelAuto, MaxPerDay: 1, Metrics: pipelines.NewBiwayMetrics(reg), Log: slogDiscard(), Now: clk.Now}
+		Template: "tpl_ack", Channel: biway.ChannelAuto, MaxPerDay: 1, MaxAge: 24 * time.Hour, Metrics: pipelines.NewBiwayMetrics(reg), Log: slogDiscard(), Now: clk.Now}
 	acks := func(outcome string) float64 {
 		v, _ := gathered(t, reg, "passerelle_biway_acks_total", map[string]string{"outcome": outcome})
 		return v
@@ -51,14 +51,16 @@ func TestBiwayAckWindowCapAndReplay(t *testing.T) {
 		_, err := ack.Handle(leadMessage(t, l))
 		require.NoError(t, err)
 	}
-	a := transforms.Lead{EventID: "ev-a", Phone: "+33612345671", FirstName: "Alice", Course: "Comptabilité", CallbackTime: "matin"}
+	a := transforms.Lead{EventID: "ev-a", Phone: "+33612345671", FirstName: "Alice", Course: "Comptabilité", CallbackTime: "matin", ReceivedAt: clk.Now()}
 	handle(a)
+	handle(transforms.Lead{EventID: "ev-old", Phone: "+33612345672", ReceivedAt: clk.Now().Add(-25 * time.Hour)}) // from the stream's past
 	handle(transforms.Lead{EventID: "ev-fixe", Phone: "+33145678901"})
 	handle(a) // redelivered
 	require.Zero(t, sim.Requests(), "nothing is sent at night")
 	require.Equal(t, 1.0, acks(pipelines.AckScheduled))
 	require.Equal(t, 1.0, acks(pipelines.AckNoMobile))
 	require.Equal(t, 1.0, acks(pipelines.AckDuplicate))
+	require.Equal(t, 1.0, acks(pipelines.AckTooOld))
 
 	ctx := context.Background()
 	clk.Advance(9 * time.Hour) // Sunday 06:00

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -13,7 +14,9 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
+	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/frtime"
+	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -22,13 +25,21 @@ import (
 // simulator, and registers the callback through the admin API as register-callback does.
 func startBiway(t *testing.T, simCfg biwaysim.SimConfig) (*fixture, *biwaysim.Sim) {
 	t.Helper()
+	return startBiwayWith(t, simCfg, nil, "PASSERELLE_BIWAY_MAX_PER_NUMBER_PER_DAY=5")
+}
+
+// startBiwayWith is startBiway with a logger (nil: the test log) and more variables.
+func startBiwayWith(t *testing.T, simCfg biwaysim.SimConfig, log *slog.Logger, env ...string) (*fixture, *biwaysim.Sim) {
+	t.Helper()
 	sim, err := biwaysim.Start(simCfg)
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
-	_, _, f := startApp(t,
-		"PASSERELLE_BIWAY_URL="+sim.URL(), "PASSERELLE_BIWAY_API_KEY="+sim.APIKey(), "PASSERELLE_BIWAY_LEAD_ACK=on",
+	f := newFixture(t, append([]string{
+		"PASSERELLE_BIWAY_URL=" + sim.URL(), "PASSERELLE_BIWAY_API_KEY=" + sim.APIKey(), "PASSERELLE_BIWAY_LEAD_ACK=on",
 		"PASSERELLE_BIWAY_TEMPLATE=tpl_ack", "PASSERELLE_BIWAY_SEND_WINDOW=00:00-24:00 Europe/Paris",
-		"PASSERELLE_BIWAY_MAX_PER_NUMBER_PER_DAY=5")
+	}, env...)...)
+	f.Log = log
+	f.start()
 	var ans struct {
 		ID     string `json:"id"`
 		URL    string `json:"url"`
@@ -238,4 +249,41 @@ func TestBiwayReportSignatures(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	v, _ := metric(f.scrape(t), "passerelle_biway_callbacks_total", map[string]string{"type": "unknown", "result": "bad_signature"})
 	require.Equal(t, 4.0, v)
+}
+
+// With debug logging on, a lead acknowledged, one skipped by the daily limit, one refused by the
+// partner and their reports leave no personal data, API key nor callback secret in the log.
+func TestBiwayLogsLeakNothing(t *testing.T) {
+	t.Parallel()
+	var buf redacttest.Buffer
+	f, sim := startBiwayWith(t, biwaysim.SimConfig{}, app.NewLogger(&buf, "json", "debug"))
+	lead := func(prenom, nom, tel, email string) []byte {
+		b, _ := json.Marshal(map[string]string{"nom": nom, "prenom": prenom, "civilite": "Mme", "tel": tel, "email": email,
+			"ville": "paris", "code_postal": "75011", "formation": "Comptabilité", "horaire_rappel": "soir", "id_client": "1234"})
+		return b
+	}
+	status, _ := f.post(t, lead("Zephyrine", "Quatremains", "06 71 82 93 04", "zq@example.org"))
+	require.Equal(t, http.StatusOK, status)
+	waitFor(t, "the submission", func() bool { return len(sim.Submissions()) == 1 })
+	status, _ = f.post(t, lead("Zephyrine", "Quatremains-Bis", "06 71 82 93 04", "zq2@example.org")) // same number, same day
+	require.Equal(t, http.StatusOK, status)
+	sim.FailNext(1, http.StatusBadRequest, "")
+	status, _ = f.post(t, lead("Gaspardine", "Oberkampfova", "07 85 96 15 24", "go@example.net"))
+	require.Equal(t, http.StatusOK, status)
+	waitFor(t, "the limit and the refusal", func() bool {
+		st := f.biwayStatus(t)
+		return st.Acks[pipelines.AckDailyCap] == 1 && st.Acks[pipelines.AckRefused] == 1
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	require.NoError(t, sim.Flush(ctx))
+	waitFor(t, "the reports", func() bool { return f.biwayStatus(t).Messages["read"] == 1 }) // an even number: RCS
+	f.stop()
+
+	logs := buf.String()
+	require.Contains(t, logs, "biway ack refused", "the log was written")
+	_, secret := sim.Callback()
+	redacttest.RequireNoLeak(t, logs, sim.APIKey(), secret, strings.TrimPrefix(secret, "whsec_"),
+		"Zephyrine", "Quatremains", "Gaspardine", "Oberkampfova", "zq@example.org", "go@example.net",
+		"+33671829304", "33671829304", "0671829304", "+33785961524", "33785961524", "0785961524")
 }

@@ -126,6 +126,10 @@ func (*Biway) Enabled(cfg config.Config) (bool, string) {
 	return true, config.RedactURL(c.URL) + ", reports at POST /webhooks/biway, " + ack
 }
 
+// maxLeadAge bounds how old a lead may be when the ack stage first sees it: a lead from last week
+// (the stream keeps PASSERELLE_NATS_MAX_AGE) is not acknowledged when the stage is turned on.
+const maxLeadAge = 24 * time.Hour
+
 // scheduleEvery is how often acknowledgements waiting for the send window are looked at.
 const scheduleEvery = 15 * time.Second
 
@@ -161,7 +165,7 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 			engine := delivery.New(delivery.Config{Concurrency: 4}, env.DeliveryMetrics)
 			env.DeliveryMetrics.Init("biway")
 			m.Ack = &pipelines.BiwayAck{API: client, Engine: engine, Store: env.Store, Window: window, Template: c.Template,
-				Channel: c.Channel, MaxPerDay: c.MaxPerDay, Metrics: metrics, Log: log, Now: env.Now}
+				Channel: c.Channel, MaxPerDay: c.MaxPerDay, MaxAge: maxLeadAge, Metrics: metrics, Log: log, Now: env.Now}
 			cfg.Ack = m.Ack
 			env.Go(func(ctx context.Context) { m.Ack.RunScheduler(ctx, scheduleEvery) })
 		}
