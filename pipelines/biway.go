@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -75,8 +76,9 @@ type BiwayMetrics struct {
 }
 
 // Channels of the messages_total channel label: the configured channel of a message we
-// submitted, "unknown" for one we have no record of.
-var biwayChannels = []string{biway.ChannelSMS, biway.ChannelRCS, biway.ChannelAuto, "unknown"}
+// submitted, "broadcast" for one of `passerelle biway broadcast`, "unknown" for one we have no
+// record of.
+var biwayChannels = []string{biway.ChannelSMS, biway.ChannelRCS, biway.ChannelAuto, "broadcast", "unknown"}
 
 // NewBiwayMetrics registers the pipeline's metrics on reg with every label value pre-created.
 func NewBiwayMetrics(reg prometheus.Registerer) *BiwayMetrics {
@@ -129,8 +131,9 @@ type pendingAck struct {
 
 // sentRecord links a message to its lead (sent/<message id>).
 type sentRecord struct {
-	LeadEventID string `json:"lead_event_id"`
-	Channel     string `json:"channel"`
+	LeadEventID string    `json:"lead_event_id"`
+	Channel     string    `json:"channel"`
+	At          time.Time `json:"at"`
 }
 
 // BiwayAck is the biway.ack stage: each new lead with a mobile number gets one message from the
@@ -152,6 +155,10 @@ type BiwayAck struct {
 	Metrics *BiwayMetrics
 	Log     *slog.Logger
 	Now     func() time.Time
+
+	// sendMu makes the scheduler and the stage send one at a time, so that the daily count of a
+	// number is read and written by one of them at once.
+	sendMu sync.Mutex
 }
 
 // Handle acknowledges the leads msg carries (one, or a batch).
@@ -220,6 +227,8 @@ func (a *BiwayAck) schedule(ctx context.Context, p pendingAck, now time.Time) er
 // share today. A refusal no retry fixes is recorded, not retried; a retryable failure is
 // returned.
 func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
+	a.sendMu.Lock()
+	defer a.sendMu.Unlock()
 	now := a.Now()
 	dayKey := "day/" + a.Window.LocalDay(now) + "/" + redact.Hash(p.To)
 	count := 0
@@ -248,7 +257,7 @@ func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
 		return fmt.Errorf("biway submit %s: %w", p.EventID, err)
 	}
 	c, _ := json.Marshal(count + 1)
-	s, _ := json.Marshal(sentRecord{LeadEventID: p.EventID, Channel: a.channel()})
+	s, _ := json.Marshal(sentRecord{LeadEventID: p.EventID, Channel: a.channel(), At: now})
 	if err := a.putLead(ctx, p.EventID, LeadAck{Outcome: AckSubmitted, MessageID: ans.MessageID, Channel: a.channel(), At: now},
 		map[string][]byte{dayKey: c, "sent/" + ans.MessageID: s}); err != nil {
 		return err
@@ -471,6 +480,9 @@ func (r *BiwayReports) report(ctx context.Context, rep biway.Report) error {
 				cur.LeadEventID, cur.Channel, cur.Unknown = s.LeadEventID, s.Channel, false
 			}
 		}
+		if cur.Unknown && strings.HasPrefix(rep.Reference, BroadcastReferencePrefix) {
+			cur.Channel, cur.Unknown = "broadcast", false
+		}
 		if cur.Unknown {
 			r.Log.Warn("biway report for a message we have no submission of: recorded", "message_id", rep.MessageID, "etat", rep.Etat)
 		}
@@ -515,9 +527,13 @@ func (r *BiwayReports) report(ctx context.Context, rep biway.Report) error {
 	return nil
 }
 
+// BroadcastReferencePrefix starts the references `passerelle biway broadcast` gives its
+// recipients: their reports are not of unknown messages.
+const BroadcastReferencePrefix = "bc_"
+
 func channelLabel(c string) string {
 	switch c {
-	case biway.ChannelSMS, biway.ChannelRCS, biway.ChannelAuto:
+	case biway.ChannelSMS, biway.ChannelRCS, biway.ChannelAuto, "broadcast":
 		return c
 	}
 	return "unknown"
@@ -545,6 +561,43 @@ func (r *BiwayReports) entity(ctx context.Context, e biway.EntityState) error {
 		return fmt.Errorf("store entity state: %w", err)
 	}
 	return nil
+}
+
+// PruneBiway deletes the records no decision needs any more: daily counts of days before
+// yesterday, and lead, message and submission records older than keep (a lead that old is past
+// the stage's age limit, and a message's reports have long arrived). Entities and the callback
+// registration stay. It returns how many records it deleted.
+func PruneBiway(ctx context.Context, st BiwayStore, now time.Time, keep time.Duration, window SendWindow) (int, error) {
+	all, err := st.ListState(ctx, nsBiway)
+	if err != nil {
+		return 0, fmt.Errorf("list biway records: %w", err)
+	}
+	yesterday := window.LocalDay(now.AddDate(0, 0, -1))
+	before := now.Add(-keep)
+	var gone []string
+	for k, v := range all {
+		prefix, rest, _ := strings.Cut(k, "/")
+		var rec struct {
+			At time.Time `json:"at"`
+		}
+		switch prefix {
+		case "day":
+			if day, _, _ := strings.Cut(rest, "/"); day < yesterday {
+				gone = append(gone, k)
+			}
+		case "lead", "msg", "sent":
+			if json.Unmarshal(v, &rec) == nil && rec.At.Before(before) {
+				gone = append(gone, k)
+			}
+		}
+	}
+	if len(gone) == 0 {
+		return 0, nil
+	}
+	if err := st.PutStates(ctx, nsBiway, nil, gone); err != nil {
+		return 0, fmt.Errorf("prune biway records: %w", err)
+	}
+	return len(gone), nil
 }
 
 // BiwayCRMEvent turns a biway.events payload into the CRM's message.status_changed event.

@@ -98,6 +98,17 @@ func TestBiwayAckWindowCapAndReplay(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{pipelines.AckSubmitted: 2, pipelines.AckDailyCap: 1}, st2.Acks)
 	require.Zero(t, st2.Scheduled)
+
+	// A day later the daily counts go; a month later the records too.
+	n, err := pipelines.PruneBiway(ctx, st, clk.Now().Add(24*time.Hour), 30*24*time.Hour, window)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "Monday's count, not Tuesday's nor the records")
+	n, err = pipelines.PruneBiway(ctx, st, clk.Now().Add(31*24*time.Hour), 30*24*time.Hour, window)
+	require.NoError(t, err)
+	require.Equal(t, 1+3+2, n, "Tuesday's count, three lead records, two submissions")
+	st2, err = pipelines.ReadBiwayStatus(ctx, st)
+	require.NoError(t, err)
+	require.Empty(t, st2.Acks)
 }
 
 // A number the partner refuses is recorded, not retried; a partner that is down makes the stage

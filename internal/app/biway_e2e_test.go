@@ -215,6 +215,19 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 		require.Equal(t, http.StatusOK, code, "%s", answer)
 	}
 	waitFor(t, "the unknown message recorded", func() bool { return f.biwayStatus(t).Unknown == 1 })
+
+	// A report of a broadcast's message (its reference says so) is not unknown.
+	body = []byte(fmt.Sprintf(`{"type":"MESSENGER_REPORT","message_id":"m_bc","reference":"bc_0123","etat":"delivered","raison":"","date":%q}`,
+		frtime.Format(time.Now())))
+	h, err := stdwebhook.Headers(secret, "msg_bc_1", time.Now(), body)
+	require.NoError(t, err)
+	code, _ := postRaw(t, f.biwayHook(), h, body)
+	require.Equal(t, http.StatusOK, code)
+	waitFor(t, "the broadcast's report", func() bool {
+		v, _ := metric(f.scrape(t), "passerelle_biway_messages_total", map[string]string{"state": "delivered", "channel": "broadcast"})
+		return v == 1
+	})
+	require.Equal(t, 1, f.biwayStatus(t).Unknown)
 }
 
 func rank(s string) int {

@@ -13,7 +13,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync/atomic"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -102,7 +102,64 @@ type Biway struct {
 	Client *biway.Client
 	Ack    *pipelines.BiwayAck
 
-	secret atomic.Pointer[string]
+	secret biwaySecret
+}
+
+// biwaySecret is the secret reports are verified with: the one register-callback stored (read
+// again from the store every few seconds, so a registration made through another replica takes
+// effect here too), else the configured one.
+type biwaySecret struct {
+	store      pipelines.BiwayStore
+	configured string
+	now        func() time.Time
+
+	mu     sync.Mutex
+	value  string
+	loaded time.Time
+}
+
+// secretRefresh is how long a secret read from the store is used before it is read again.
+const secretRefresh = 5 * time.Second
+
+func (s *biwaySecret) load(ctx context.Context) error {
+	reg, ok, err := pipelines.BiwayCallback(ctx, s.store)
+	if err != nil {
+		return err
+	}
+	v := s.configured
+	if ok && reg.Secret != "" {
+		v = reg.Secret
+	}
+	s.mu.Lock()
+	s.value, s.loaded = v, s.now()
+	s.mu.Unlock()
+	return nil
+}
+
+// get returns the secret, reading the store again when the last read is old; a store that
+// cannot be read leaves the last value in use.
+func (s *biwaySecret) get() string {
+	s.mu.Lock()
+	stale := s.now().Sub(s.loaded) > secretRefresh
+	v := s.value
+	s.mu.Unlock()
+	if stale {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if s.load(ctx) == nil {
+			s.mu.Lock()
+			v = s.value
+			s.mu.Unlock()
+		}
+	}
+	return v
+}
+
+// set is a registration made here: in use at once.
+func (s *biwaySecret) set(v string) {
+	s.mu.Lock()
+	s.value, s.loaded = v, s.now()
+	s.mu.Unlock()
 }
 
 const nameBiway = pipelines.PipelineBiway
@@ -130,6 +187,9 @@ func (*Biway) Enabled(cfg config.Config) (bool, string) {
 // (the stream keeps PASSERELLE_NATS_MAX_AGE) is not acknowledged when the stage is turned on.
 const maxLeadAge = 24 * time.Hour
 
+// keepBiwayRecords is how long lead, message and submission records are kept.
+const keepBiwayRecords = 30 * 24 * time.Hour
+
 // scheduleEvery is how often acknowledgements waiting for the send window are looked at.
 const scheduleEvery = 15 * time.Second
 
@@ -149,13 +209,10 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 		log := env.Log.With("pipeline", nameBiway)
 		// The secret a registration stored wins over the configured one: the partner signs with
 		// the last one registered.
-		secret := c.CallbackSecret
-		if reg, ok, err := pipelines.BiwayCallback(ctx, env.Store); err != nil {
+		m.secret = biwaySecret{store: env.Store, configured: c.CallbackSecret, now: time.Now}
+		if err := m.secret.load(ctx); err != nil {
 			return err
-		} else if ok && reg.Secret != "" {
-			secret = reg.Secret
 		}
-		m.secret.Store(&secret)
 		cfg.Reports = &pipelines.BiwayReports{Store: env.Store, Pub: env.Pub, Metrics: metrics, Log: log, Now: env.Now}
 		if c.LeadAck == "on" {
 			window, err := pipelines.ParseSendWindow(c.SendWindow)
@@ -169,9 +226,22 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 			cfg.Ack = m.Ack
 			env.Go(func(ctx context.Context) { m.Ack.RunScheduler(ctx, scheduleEvery) })
 		}
+		window, err := pipelines.ParseSendWindow(c.SendWindow)
+		if err != nil {
+			return err
+		}
+		env.Go(func(ctx context.Context) {
+			every(ctx, 24*time.Hour, func(ctx context.Context) {
+				if n, err := pipelines.PruneBiway(ctx, env.Store, env.Now(), keepBiwayRecords, window); err != nil {
+					log.Warn("prune biway records", "error", err)
+				} else if n > 0 {
+					log.Debug("pruned biway records", "count", n)
+				}
+			})
+		})
 		ingest := &pipelines.BiwayCallbackIngest{Pub: env.Pub, Now: env.Now}
 		env.Webhooks.Handle("/webhooks/biway", env.WebhookMetrics.Instrument("biway", biway.NewCallbackHandler(biway.CallbackConfig{
-			Secret: func() string { return *m.secret.Load() }, Logger: log, Metrics: cbMetrics,
+			Secret: m.secret.get, Logger: log, Metrics: cbMetrics,
 		}, ingest)))
 		env.Admin.HandleFunc("POST /admin/biway/callback", func(w http.ResponseWriter, r *http.Request) {
 			m.registerCallback(w, r, env, c)
@@ -200,9 +270,9 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 
 // CallbackAnswer is what POST /admin/biway/callback (register-callback) answers.
 type CallbackAnswer struct {
-	ID     string `json:"id"`
-	URL    string `json:"url"`
-	Secret string `json:"secret_source"` // given, config or generated: the secret itself is never shown
+	ID           string `json:"id"`
+	URL          string `json:"url"`
+	SecretSource string `json:"secret_source"` // given, config or generated: the secret itself is never shown
 }
 
 // registerCallback registers the webhook with the partner and stores the secret, which the
@@ -253,9 +323,9 @@ func (m *Biway) registerCallback(w http.ResponseWriter, r *http.Request, env *En
 		httpapi.WriteError(w, http.StatusInternalServerError, "registered with the partner but not stored, run register-callback again: "+err.Error())
 		return
 	}
-	m.secret.Store(&req.Secret)
+	m.secret.set(req.Secret)
 	env.Log.Info("biway callback registered", "url", config.RedactURL(req.URL), "id", id, "secret", source)
-	httpapi.WriteJSON(w, http.StatusOK, CallbackAnswer{ID: id, URL: req.URL, Secret: source})
+	httpapi.WriteJSON(w, http.StatusOK, CallbackAnswer{ID: id, URL: req.URL, SecretSource: source})
 }
 
 // loopbackAddr makes ":8080" usable as a URL host.
@@ -331,7 +401,7 @@ used, which only a partner on the same machine reaches: give the public URL in p
 			if cli.JSON() {
 				return cli.PrintJSON(ans)
 			}
-			_, err := fmt.Fprintf(cli.Out, "registered %s (id %s), secret %s and stored\n", ans.URL, ans.ID, ans.Secret)
+			_, err := fmt.Fprintf(cli.Out, "registered %s (id %s), secret %s and stored\n", ans.URL, ans.ID, ans.SecretSource)
 			return err
 		},
 	}
