@@ -3,6 +3,8 @@ package pipelines_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/biway"
 	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
 	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -142,4 +145,49 @@ func TestBiwayAckRefusedAndRetried(t *testing.T) {
 	status, err := pipelines.ReadBiwayStatus(context.Background(), st)
 	require.NoError(t, err)
 	require.Equal(t, 1, status.Acks[pipelines.AckRefused])
+}
+
+// flakyStore fails its next writes of many keys, as a crash between the partner's answer and our
+// record would.
+type flakyStore struct {
+	*store.Store
+	fail atomic.Int32
+}
+
+func (f *flakyStore) PutStates(ctx context.Context, ns string, kv map[string][]byte, deleted []string) error {
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("disk full")
+	}
+	return f.Store.PutStates(ctx, ns, kv, deleted)
+}
+
+// The partner answered but our record was not written: the redelivered lead is submitted again
+// with the same reference, and the partner, idempotent on it, messages nobody twice.
+func TestBiwayAckRedeliveredAfterLostRecord(t *testing.T) {
+	t.Parallel()
+	sim, err := biwaysim.Start(biwaysim.SimConfig{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	client, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
+	require.NoError(t, err)
+	st := &flakyStore{Store: openTestStore(t, t.TempDir())}
+	t.Cleanup(func() { _ = st.Close() })
+	window, err := pipelines.ParseSendWindow("00:00-24:00")
+	require.NoError(t, err)
+	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
+		Template: "tpl_ack", MaxPerDay: 1, Log: slogDiscard(), Now: time.Now}
+	lead := transforms.Lead{EventID: "ev-lost", Phone: "+33611111111", ReceivedAt: time.Now()}
+
+	st.fail.Store(1)
+	_, err = ack.Handle(leadMessage(t, lead))
+	require.ErrorContains(t, err, "disk full")
+	_, err = ack.Handle(leadMessage(t, lead)) // the broker's redelivery
+	require.NoError(t, err)
+	_, err = ack.Handle(leadMessage(t, lead)) // and a replay: recorded now, no call
+	require.NoError(t, err)
+	require.Equal(t, 2, sim.Requests(), "submitted twice, the second answered from the reference")
+	require.Equal(t, 1, sim.MessagesTo("+33611111111"), "one message")
+	status, err := pipelines.ReadBiwayStatus(context.Background(), st)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{pipelines.AckSubmitted: 1}, status.Acks)
 }
