@@ -213,22 +213,18 @@ func (m *Biway) Build(ctx context.Context, env *Env) error {
 		if err := m.secret.load(ctx); err != nil {
 			return err
 		}
+		window, err := pipelines.ParseSendWindow(c.SendWindow)
+		if err != nil {
+			return err
+		}
 		cfg.Reports = &pipelines.BiwayReports{Store: env.Store, Pub: env.Pub, Metrics: metrics, Log: log, Now: env.Now}
 		if c.LeadAck == "on" {
-			window, err := pipelines.ParseSendWindow(c.SendWindow)
-			if err != nil {
-				return err
-			}
 			engine := delivery.New(delivery.Config{Concurrency: 4}, env.DeliveryMetrics)
 			env.DeliveryMetrics.Init("biway")
 			m.Ack = &pipelines.BiwayAck{API: client, Engine: engine, Store: env.Store, Window: window, Template: c.Template,
 				Channel: c.Channel, MaxPerDay: c.MaxPerDay, MaxAge: maxLeadAge, Metrics: metrics, Log: log, Now: env.Now}
 			cfg.Ack = m.Ack
 			env.Go(func(ctx context.Context) { m.Ack.RunScheduler(ctx, scheduleEvery) })
-		}
-		window, err := pipelines.ParseSendWindow(c.SendWindow)
-		if err != nil {
-			return err
 		}
 		env.Go(func(ctx context.Context) {
 			every(ctx, 24*time.Hour, func(ctx context.Context) {
