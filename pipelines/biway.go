@@ -324,26 +324,31 @@ func (a *BiwayAck) SendDue(ctx context.Context) (int, error) {
 		}
 	}()
 	for i, p := range due {
+		left := len(due) - i
 		// The window may have closed again since (a long outage): wait for the next one.
-		if next := a.Window.Next(a.Now()); next.After(a.Now()) {
-			waiting += len(due) - i
+		if t := a.Now(); a.Window.Next(t).After(t) {
+			waiting += left
 			return waiting, nil
 		}
 		b, ok, err := a.Store.GetState(ctx, nsBiway, "lead/"+p.EventID)
 		if err != nil {
-			return waiting + len(due) - i, fmt.Errorf("biway ack record: %w", err)
+			waiting += left
+			return waiting, fmt.Errorf("biway ack record: %w", err)
 		}
 		var rec LeadAck
 		if ok {
 			_ = json.Unmarshal(b, &rec)
 		}
+		// Sent already when the record says so: a crash came between the send and the delete.
 		if !ok || rec.Outcome == AckScheduled {
 			if err := a.send(ctx, p); err != nil {
-				return waiting + len(due) - i, err
+				waiting += left
+				return waiting, err
 			}
 		}
 		if err := a.Store.PutStates(ctx, nsBiwayScheduled, nil, []string{p.EventID}); err != nil {
-			return waiting + len(due) - i - 1, fmt.Errorf("unschedule biway ack: %w", err)
+			waiting += left - 1
+			return waiting, fmt.Errorf("unschedule biway ack: %w", err)
 		}
 	}
 	return waiting, nil
