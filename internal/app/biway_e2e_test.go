@@ -300,3 +300,22 @@ func TestBiwayLogsLeakNothing(t *testing.T) {
 		"Zephyrine", "Quatremains", "Gaspardine", "Oberkampfova", "zq@example.org", "go@example.net",
 		"+33671829304", "33671829304", "0671829304", "+33785961524", "33785961524", "0785961524")
 }
+
+// Outside the send window a lead is kept for the opening, not sent and not dropped.
+func TestBiwayLeadOutsideWindowWaits(t *testing.T) {
+	t.Parallel()
+	paris, err := time.LoadLocation("Europe/Paris")
+	require.NoError(t, err)
+	// A ten-minute window twelve hours from now: closed for the whole test.
+	open := time.Now().In(paris).Add(12 * time.Hour)
+	window := fmt.Sprintf("%02d:%02d-%02d:%02d Europe/Paris", open.Hour(), open.Minute(), open.Add(10*time.Minute).Hour(), open.Add(10*time.Minute).Minute())
+	f, sim := startBiwayWith(t, biwaysim.SimConfig{}, nil, "PASSERELLE_BIWAY_SEND_WINDOW="+window)
+	status, _ := f.post(t, leadBody(7, "night"))
+	require.Equal(t, http.StatusOK, status)
+	waitFor(t, "the acknowledgement scheduled", func() bool {
+		st := f.biwayStatus(t)
+		return st.Scheduled == 1 && st.Acks[pipelines.AckScheduled] == 1
+	})
+	f.waitStage(t, "crm", "out", 1) // the lead itself is not held back
+	require.Empty(t, sim.Submissions(), "nothing sent outside the window")
+}
