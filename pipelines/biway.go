@@ -35,8 +35,8 @@ const (
 	EventMessageStatusChanged = "message.status_changed"
 
 	// nsBiway holds, by key prefix: lead/<event id> (what was done for a lead), day/<date>/<number
-	// digest> (messages a number got that day), sent/<message id> (the lead and channel of a
-	// message we submitted), msg/<message id> (its state), entity/<type>/<id>, and callback.
+	// digest> (messages a number got that day), ref/<reference> (the lead and channel of a
+	// submission, written before the call: a report may come back before the partner's answer), msg/<message id> (its state), entity/<type>/<id>, and callback.
 	nsBiway = "biway"
 	// nsBiwayScheduled holds the acknowledgements waiting for the send window, by lead event id.
 	nsBiwayScheduled = "biway.scheduled"
@@ -129,7 +129,7 @@ type pendingAck struct {
 	ReceivedAt time.Time         `json:"received_at"`
 }
 
-// sentRecord links a message to its lead (sent/<message id>).
+// sentRecord links a submission's reference to its lead (ref/<reference>).
 type sentRecord struct {
 	LeadEventID string    `json:"lead_event_id"`
 	Channel     string    `json:"channel"`
@@ -242,6 +242,11 @@ func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
 		a.Log.Info("biway ack skipped: the number had its messages today", "event_id", p.EventID, "to", redact.Phone(p.To), "max", a.MaxPerDay)
 		return a.putLead(ctx, p.EventID, LeadAck{Outcome: AckDailyCap, At: now}, nil)
 	}
+	// Before the call: the partner may report on the message before it answers us.
+	s, _ := json.Marshal(sentRecord{LeadEventID: p.EventID, Channel: a.channel(), At: now})
+	if err := a.Store.PutState(ctx, nsBiway, "ref/"+p.EventID, s); err != nil {
+		return fmt.Errorf("biway submission record: %w", err)
+	}
 	var ans biway.SubmitAnswer
 	err := a.Engine.Do(ctx, biwayEndpoint, func(ctx context.Context) error {
 		var err error
@@ -257,9 +262,8 @@ func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
 		return fmt.Errorf("biway submit %s: %w", p.EventID, err)
 	}
 	c, _ := json.Marshal(count + 1)
-	s, _ := json.Marshal(sentRecord{LeadEventID: p.EventID, Channel: a.channel(), At: now})
 	if err := a.putLead(ctx, p.EventID, LeadAck{Outcome: AckSubmitted, MessageID: ans.MessageID, Channel: a.channel(), At: now},
-		map[string][]byte{dayKey: c, "sent/" + ans.MessageID: s}); err != nil {
+		map[string][]byte{dayKey: c}); err != nil {
 		return err
 	}
 	a.Metrics.ack(AckSubmitted)
@@ -475,9 +479,12 @@ func (r *BiwayReports) report(ctx context.Context, rep biway.Report) error {
 		}
 	} else {
 		cur = MessageState{MessageID: rep.MessageID, Reference: rep.Reference, Channel: "unknown", Unknown: true}
-		sb, sent, err := r.Store.GetState(ctx, nsBiway, "sent/"+rep.MessageID)
-		if err != nil {
-			return fmt.Errorf("message submission: %w", err)
+		var sb []byte
+		var sent bool
+		if rep.Reference != "" {
+			if sb, sent, err = r.Store.GetState(ctx, nsBiway, "ref/"+rep.Reference); err != nil {
+				return fmt.Errorf("message submission: %w", err)
+			}
 		}
 		if sent {
 			var s sentRecord
@@ -590,7 +597,7 @@ func PruneBiway(ctx context.Context, st BiwayStore, now time.Time, keep time.Dur
 			if day, _, _ := strings.Cut(rest, "/"); day < yesterday {
 				gone = append(gone, k)
 			}
-		case "lead", "msg", "sent":
+		case "lead", "msg", "ref":
 			if json.Unmarshal(v, &rec) == nil && rec.At.Before(before) {
 				gone = append(gone, k)
 			}
