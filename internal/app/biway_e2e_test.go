@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -184,20 +185,31 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 	}
 	// Every applied change reaches the CRM once: the counter and the events agree, and each
 	// message's last event is its final state.
-	applied := 0.0
-	scrape := f.scrape(t)
-	for _, s := range []string{"accepted", "sent", "delivered", "read", "failed"} {
-		v, _ := metric(scrape, "passerelle_biway_messages_total", map[string]string{"state": s, "channel": "auto"})
-		applied += v
-	}
-	waitFor(t, "the changes at the CRM", func() bool { return float64(len(statusEvents(t, f))) == applied })
-	final := map[string]string{}
-	for _, ev := range statusEvents(t, f) {
-		to := byMessage[ev.MessageID]
-		if cur, ok := final[to]; !ok || rank(string(ev.State)) > rank(cur) {
-			final[to] = string(ev.State)
+	finalStates := func() (map[string]string, bool) {
+		applied := 0.0
+		scrape := f.scrape(t)
+		for _, s := range []string{"accepted", "sent", "delivered", "read", "failed"} {
+			v, _ := metric(scrape, "passerelle_biway_messages_total", map[string]string{"state": s, "channel": "auto"})
+			applied += v
 		}
+		evs := statusEvents(t, f)
+		final := map[string]string{}
+		for _, ev := range evs {
+			to := byMessage[ev.MessageID]
+			if cur, ok := final[to]; !ok || rank(string(ev.State)) > rank(cur) {
+				final[to] = string(ev.State)
+			}
+		}
+		return final, float64(len(evs)) == applied
 	}
+	waitFor(t, "the changes at the CRM", func() bool {
+		final, agree := finalStates()
+		return agree && maps.Equal(final, want)
+	})
+	// Nothing more comes: what the CRM has is what was applied, each once.
+	time.Sleep(100 * time.Millisecond)
+	final, agree := finalStates()
+	require.True(t, agree, "events and applied changes differ")
 	require.Equal(t, want, final)
 	for id, n := range f.Receiver.UniqueIDs() {
 		require.Equal(t, 1, n, "event %s delivered more than once", id)
