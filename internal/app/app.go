@@ -45,6 +45,7 @@ func Modules() []modules.Module {
 		&modules.Simplebo{},
 		&modules.Billing{},
 		&modules.Ecolix{},
+		&modules.Biway{},
 	}
 }
 

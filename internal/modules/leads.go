@@ -85,6 +85,7 @@ func (m Leads) Build(ctx context.Context, env *Env) error {
 	if err != nil {
 		return err
 	}
+	env.Hasher = logHasher
 	if err := pipelines.AddLeads(ctx, env.Wiring, pipelines.LeadsConfig{
 		Store: env.Store, DedupeWindow: c.DedupeWindow, DedupeKey: dedupeKey, LogHasher: logHasher,
 		Sources: env.LeadSources, CRM: env.CRM,

@@ -28,6 +28,7 @@ import (
 	"github.com/passerelle/passerelle/internal/diskguard"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/redact"
 	"github.com/passerelle/passerelle/internal/store"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -105,6 +106,9 @@ type Env struct {
 	// CRM is the CRM sink, set by the crm module (nil when no endpoint is configured): modules
 	// copy it with their own event mapping.
 	CRM *pipelines.CRMSink
+	// Hasher digests personal data (emails, phones) with the daemon's hash key, set by the leads
+	// module: for logs and for records that must not hold them in clear.
+	Hasher redact.Hasher
 	// LeadSources decode what lead sources received, by source name.
 	LeadSources pipelines.LeadSources
 	// Catalogue is Shop Application's price list, set by the shopapp module for billing.

@@ -1,0 +1,193 @@
+package pipelines_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/stretchr/testify/require"
+
+	"github.com/passerelle/passerelle/connectors/biway"
+	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
+	"github.com/passerelle/passerelle/internal/delivery"
+	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/pipelines"
+	"github.com/passerelle/passerelle/transforms"
+)
+
+func leadMessage(t *testing.T, lead transforms.Lead) *message.Message {
+	t.Helper()
+	b, err := json.Marshal(lead)
+	require.NoError(t, err)
+	return message.NewMessage(lead.EventID, b)
+}
+
+// A lead arriving on Saturday night waits for Monday's opening instead of being dropped or sent
+// at night; once sent, the number gets no second message that day; a replay of the lead sends
+// nothing.
+func TestBiwayAckWindowCapAndReplay(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock(parisTime(t, "2026-12-05 21:00")) // a Saturday, after the window
+	sim, err := biwaysim.Start(biwaysim.SimConfig{Now: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	client, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	st := openTestStore(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	window, err := pipelines.ParseSendWindow(pipelines.DefaultSendWindow)
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
+		Template: "tpl_ack", Channel: biway.ChannelAuto, MaxPerDay: 1, MaxAge: 24 * time.Hour, Metrics: pipelines.NewBiwayMetrics(reg), Log: slogDiscard(), Now: clk.Now}
+	acks := func(outcome string) float64 {
+		v, _ := gathered(t, reg, "passerelle_biway_acks_total", map[string]string{"outcome": outcome})
+		return v
+	}
+	handle := func(l transforms.Lead) {
+		t.Helper()
+		_, err := ack.Handle(leadMessage(t, l))
+		require.NoError(t, err)
+	}
+	a := transforms.Lead{EventID: "ev-a", Phone: "+33612345671", FirstName: "Alice", Course: "Comptabilité", CallbackTime: "matin", ReceivedAt: clk.Now()}
+	handle(a)
+	handle(transforms.Lead{EventID: "ev-old", Phone: "+33612345672", ReceivedAt: clk.Now().Add(-25 * time.Hour)}) // from the stream's past
+	handle(transforms.Lead{EventID: "ev-fixe", Phone: "+33145678901"})
+	handle(a) // redelivered
+	require.Zero(t, sim.Requests(), "nothing is sent at night")
+	require.Equal(t, 1.0, acks(pipelines.AckScheduled))
+	require.Equal(t, 1.0, acks(pipelines.AckNoMobile))
+	require.Equal(t, 1.0, acks(pipelines.AckDuplicate))
+	require.Equal(t, 1.0, acks(pipelines.AckTooOld))
+
+	ctx := context.Background()
+	clk.Advance(9 * time.Hour) // Sunday 06:00
+	waiting, err := ack.SendDue(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, waiting)
+	clk.Advance(24 * time.Hour) // Sunday passes: Monday 06:00
+	_, err = ack.SendDue(ctx)
+	require.NoError(t, err)
+	require.Zero(t, sim.Requests(), "Sunday and Monday before 08:00 are closed")
+
+	clk.Advance(2 * time.Hour) // Monday 08:00: the window opens
+	waiting, err = ack.SendDue(ctx)
+	require.NoError(t, err)
+	require.Zero(t, waiting)
+	subs := sim.Submissions()
+	require.Len(t, subs, 1)
+	require.Equal(t, "ev-a", subs[0].Reference, "the lead's event id is the reference")
+	require.Equal(t, "tpl_ack", subs[0].Modele)
+	require.Equal(t, map[string]string{"prenom": "Alice", "formation": "Comptabilité", "horaire_rappel": "matin"}, subs[0].Variables)
+
+	_, err = ack.SendDue(ctx) // nothing left
+	require.NoError(t, err)
+	handle(a) // a replay of the lead after it was sent
+	clk.Advance(time.Hour)
+	handle(transforms.Lead{EventID: "ev-a2", Phone: "+33612345671", FirstName: "Alice"}) // same number, same day
+	require.Equal(t, 1, sim.MessagesTo("+33612345671"))
+	require.Equal(t, 1.0, acks(pipelines.AckDailyCap))
+	clk.Advance(24 * time.Hour) // Tuesday
+	handle(transforms.Lead{EventID: "ev-a3", Phone: "+33612345671", FirstName: "Alice"})
+	require.Equal(t, 2, sim.MessagesTo("+33612345671"))
+	require.Equal(t, 2.0, acks(pipelines.AckSubmitted))
+
+	st2, err := pipelines.ReadBiwayStatus(ctx, st)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{pipelines.AckSubmitted: 2, pipelines.AckDailyCap: 1}, st2.Acks)
+	require.Zero(t, st2.Scheduled)
+
+	// A day later the daily counts go; a month later the records too.
+	n, err := pipelines.PruneBiway(ctx, st, clk.Now().Add(24*time.Hour), 30*24*time.Hour, window)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "Monday's count, not Tuesday's nor the records")
+	n, err = pipelines.PruneBiway(ctx, st, clk.Now().Add(31*24*time.Hour), 30*24*time.Hour, window)
+	require.NoError(t, err)
+	require.Equal(t, 1+3+2, n, "Tuesday's count, three lead records, two submissions")
+	st2, err = pipelines.ReadBiwayStatus(ctx, st)
+	require.NoError(t, err)
+	require.Empty(t, st2.Acks)
+}
+
+// A number the partner refuses is recorded, not retried; a partner that is down makes the stage
+// fail so the broker redelivers, and the redelivery sends once.
+func TestBiwayAckRefusedAndRetried(t *testing.T) {
+	t.Parallel()
+	sim, err := biwaysim.Start(biwaysim.SimConfig{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	client, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	st := openTestStore(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	window, err := pipelines.ParseSendWindow("00:00-24:00 Europe/Paris")
+	require.NoError(t, err)
+	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
+		Template: "tpl_ack", Channel: biway.ChannelSMS, MaxPerDay: 1, Log: slogDiscard(), Now: time.Now}
+
+	sim.FailNext(3, 503, "") // the call and its two in-call retries
+	msg := leadMessage(t, transforms.Lead{EventID: "ev-b", Phone: "+33698765432"})
+	_, err = ack.Handle(msg)
+	require.Error(t, err, "a partner down fails the stage")
+	require.False(t, pipelines.IsPermanent(err))
+	_, err = ack.Handle(leadMessage(t, transforms.Lead{EventID: "ev-b", Phone: "+33698765432"}))
+	require.NoError(t, err)
+	require.Equal(t, 1, sim.MessagesTo("+33698765432"))
+
+	sim.FailNext(1, 400, "")
+	_, err = ack.Handle(leadMessage(t, transforms.Lead{EventID: "ev-c", Phone: "+33698765400"}))
+	require.NoError(t, err, "a refusal is recorded, not redelivered")
+	status, err := pipelines.ReadBiwayStatus(context.Background(), st)
+	require.NoError(t, err)
+	require.Equal(t, 1, status.Acks[pipelines.AckRefused])
+}
+
+// flakyStore fails its next writes of many keys, as a crash between the partner's answer and our
+// record would.
+type flakyStore struct {
+	*store.Store
+	fail atomic.Int32
+}
+
+func (f *flakyStore) PutStates(ctx context.Context, ns string, kv map[string][]byte, deleted []string) error {
+	if f.fail.Add(-1) >= 0 {
+		return errors.New("disk full")
+	}
+	return f.Store.PutStates(ctx, ns, kv, deleted)
+}
+
+// The partner answered but our record was not written: the redelivered lead is submitted again
+// with the same reference, and the partner, idempotent on it, messages nobody twice.
+func TestBiwayAckRedeliveredAfterLostRecord(t *testing.T) {
+	t.Parallel()
+	sim, err := biwaysim.Start(biwaysim.SimConfig{})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	client, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
+	require.NoError(t, err)
+	st := &flakyStore{Store: openTestStore(t, t.TempDir())}
+	t.Cleanup(func() { _ = st.Close() })
+	window, err := pipelines.ParseSendWindow("00:00-24:00")
+	require.NoError(t, err)
+	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
+		Template: "tpl_ack", MaxPerDay: 1, Log: slogDiscard(), Now: time.Now}
+	lead := transforms.Lead{EventID: "ev-lost", Phone: "+33611111111", ReceivedAt: time.Now()}
+
+	st.fail.Store(1)
+	_, err = ack.Handle(leadMessage(t, lead))
+	require.ErrorContains(t, err, "disk full")
+	_, err = ack.Handle(leadMessage(t, lead)) // the broker's redelivery
+	require.NoError(t, err)
+	_, err = ack.Handle(leadMessage(t, lead)) // and a replay: recorded now, no call
+	require.NoError(t, err)
+	require.Equal(t, 2, sim.Requests(), "submitted twice, the second answered from the reference")
+	require.Equal(t, 1, sim.MessagesTo("+33611111111"), "one message")
+	status, err := pipelines.ReadBiwayStatus(context.Background(), st)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{pipelines.AckSubmitted: 1}, status.Acks)
+}
