@@ -42,6 +42,7 @@ func Modules() []modules.Module {
 		modules.Leads{},
 		&modules.ShopApp{},
 		&modules.Billing{},
+		&modules.Replay{}, // after the lead sources: it journals what they decode
 	}
 }
 
