@@ -143,7 +143,7 @@ func (s LeadSources) CheckReplay(r ReplayRecord, now time.Time) (transforms.Lead
 // sent one by one: the same event id again, or the same dedupe key with another event id inside
 // the window. The normalize stage only sees a key once its first lead is delivered, and a replay
 // publishes faster than deliveries commit keys; without this a near-duplicate of one run would
-// be delivered. The zero Window treats every record of the run as inside it.
+// be delivered. A zero Window compares event ids only, as the live dedupe is then off.
 type ReplayDedupe struct {
 	Window time.Duration
 	ids    map[string]struct{}
@@ -161,7 +161,10 @@ func (d *ReplayDedupe) Check(lead transforms.Lead) string {
 	}
 	d.ids[lead.EventID] = struct{}{}
 	key := transforms.LeadDedupeKey(lead)
-	if first, ok := d.keys[key]; ok && (d.Window <= 0 || lead.ReceivedAt.Sub(first) < d.Window) {
+	if d.Window <= 0 {
+		return ""
+	}
+	if first, ok := d.keys[key]; ok && lead.ReceivedAt.Sub(first) < d.Window {
 		return ReplayNearDuplicate
 	}
 	d.keys[key] = lead.ReceivedAt

@@ -37,7 +37,7 @@ func runCLI(ctx context.Context, args ...string) (int, string, string) {
 func sampleExpectation(t *testing.T) map[string]int {
 	t.Helper()
 	want := map[string]int{}
-	var d pipelines.ReplayDedupe
+	d := pipelines.ReplayDedupe{Window: 24 * time.Hour}
 	sources := pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}
 	now := time.Now()
 	require.NoError(t, (&journal.Reader{}).ReadRaw(context.Background(), replaySample, "iciformation", func(e journal.Entry, _ journal.Position) error {

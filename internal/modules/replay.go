@@ -259,7 +259,7 @@ func (*Replay) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 			err := adminPost(ctx, adminAddr, "/admin/replay/records", replayRequest{Stage: stage, Records: recs}, &ans)
 			return ans.Counts, err
 		}
-		r := &replayRun{sources: replaySources(), send: send, stage: pipelines.StageReceived, batch: 100, out: logWriter{sb}, now: time.Now}
+		r := &replayRun{dedupe: pipelines.ReplayDedupe{Window: 24 * time.Hour}, sources: replaySources(), send: send, stage: pipelines.StageReceived, batch: 100, out: logWriter{sb}, now: time.Now}
 		if err := r.files(ctx, pipelines.SourceIciFormation, []string{sample}); err != nil && ctx.Err() == nil {
 			sb.Log.Warn("sandbox replay failed", "error", err)
 			return

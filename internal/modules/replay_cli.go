@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/journal"
 	"github.com/passerelle/passerelle/pipelines"
@@ -86,8 +87,14 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 			return UsageErrorf("usage: passerelle replay --source %s FILE… (or --from-journal --since T --until T)", supported)
 		}
 	}
+	// The live dedupe's window, when the configuration reads; its default otherwise (file
+	// replays need no configuration).
+	window := 24 * time.Hour
+	if cfg, err := cli.Config(ctx); err == nil {
+		window = config.Get[*LeadsConfig](cfg, nameLeads).DedupeWindow
+	}
 	r := &replayRun{
-		sources: sources, dryRun: o.dryRun, stage: o.stage, rate: o.rate, batch: o.batch, resume: resume,
+		dedupe: pipelines.ReplayDedupe{Window: window}, sources: sources, dryRun: o.dryRun, stage: o.stage, rate: o.rate, batch: o.batch, resume: resume,
 		out: cli.Err, now: time.Now,
 		send: func(ctx context.Context, recs []pipelines.ReplayRecord, stage string) (pipelines.ReplayCounts, error) {
 			var ans replayAnswer
