@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -137,6 +138,25 @@ func (s LeadSources) CheckReplay(r ReplayRecord, now time.Time) (transforms.Lead
 		at = now
 	}
 	return transforms.NormalizeLead(in, at.UTC())
+}
+
+// CheckReplayAll checks recs as CheckReplay does, on up to workers goroutines: leads[i] and
+// errs[i] are recs[i]'s.
+func (s LeadSources) CheckReplayAll(recs []ReplayRecord, now time.Time, workers int) ([]transforms.Lead, []error) {
+	leads, errs := make([]transforms.Lead, len(recs)), make([]error, len(recs))
+	workers = max(1, min(workers, len(recs)/64)) // small chunks are not worth a goroutine
+	per := (len(recs) + workers - 1) / workers
+	var wg sync.WaitGroup
+	for lo := 0; lo < len(recs); lo += per {
+		hi := min(lo+per, len(recs))
+		wg.Go(func() {
+			for i := lo; i < hi; i++ {
+				leads[i], errs[i] = s.CheckReplay(recs[i], now)
+			}
+		})
+	}
+	wg.Wait()
+	return leads, errs
 }
 
 // ReplayDedupe drops, within one replay run, the records the live dedupe would drop were they

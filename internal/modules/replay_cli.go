@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -180,9 +181,11 @@ type replayRun struct {
 	total    int
 	started  time.Time
 	sent     int
-	pending  []pipelines.ReplayRecord
-	first    journal.Position  // of pending[0]
-	resumeAt *journal.Position // the first record the daemon has not taken, when stopped
+	chunk    []pipelines.ReplayRecord // read, not checked yet
+	chunkPos []journal.Position
+	pending  []pipelines.ReplayRecord // checked, to send
+	first    journal.Position         // of pending[0]
+	resumeAt *journal.Position        // the first record the daemon has not taken, when stopped
 	skipping bool
 	shown    time.Time
 }
@@ -226,7 +229,7 @@ func (r *replayRun) files(ctx context.Context, source string, paths []string) er
 			return r.stop(err)
 		}
 	}
-	return r.stop(r.flush(ctx))
+	return r.stop(r.finish(ctx))
 }
 
 // journal replays the journal's entries received in [since, until).
@@ -238,15 +241,28 @@ func (r *replayRun) journal(ctx context.Context, dir, source string, since, unti
 	if err := r.reader().ReadRange(ctx, dir, source, since, until, r.add(ctx)); err != nil {
 		return r.stop(err)
 	}
-	return r.stop(r.flush(ctx))
+	return r.stop(r.finish(ctx))
 }
 
-// stop records where to resume when err stopped the run.
+// stop records where to resume when err stopped the run: the first record read and not taken
+// by the daemon.
 func (r *replayRun) stop(err error) error {
-	if err != nil && len(r.pending) > 0 {
+	switch {
+	case err == nil:
+	case len(r.pending) > 0:
 		r.resumeAt = &r.first
+	case len(r.chunkPos) > 0:
+		r.resumeAt = &r.chunkPos[0]
 	}
 	return err
+}
+
+// finish checks and sends what is left.
+func (r *replayRun) finish(ctx context.Context) error {
+	if err := r.process(ctx); err != nil {
+		return err
+	}
+	return r.flush(ctx)
 }
 
 // skip says whether pos comes before the --resume position.
@@ -272,30 +288,50 @@ func (r *replayRun) add(ctx context.Context) func(journal.Entry, journal.Positio
 			r.counts[replayUnsupported]++
 			return nil
 		}
-		rec := pipelines.ReplayRecord{Source: e.Source, ReceivedAt: e.ReceivedAt, Body: e.RawBody()}
-		lead, err := r.sources.CheckReplay(rec, r.now())
-		if err != nil {
-			r.counts[pipelines.ReplayRejected]++
-			r.report1(fmt.Sprintf("%s: rejected: %v", pos, err))
-			return nil
+		r.chunk = append(r.chunk, pipelines.ReplayRecord{Source: e.Source, ReceivedAt: e.ReceivedAt, Body: e.RawBody()})
+		r.chunkPos = append(r.chunkPos, pos)
+		if len(r.chunk) >= replayChunk {
+			return r.process(ctx)
 		}
-		if dup := r.dedupe.Check(lead); dup != "" {
+		return nil
+	}
+}
+
+// replayChunk is how many records are checked at once, on every core.
+const replayChunk = 1024
+
+// process checks the records read so far in parallel, then dedupes them in order and queues
+// those to send.
+func (r *replayRun) process(ctx context.Context) error {
+	leads, errs := r.sources.CheckReplayAll(r.chunk, r.now(), runtime.GOMAXPROCS(0))
+	for i, rec := range r.chunk {
+		pos := r.chunkPos[i]
+		if errs[i] != nil {
+			r.counts[pipelines.ReplayRejected]++
+			r.report1(fmt.Sprintf("%s: rejected: %v", pos, errs[i]))
+			continue
+		}
+		if dup := r.dedupe.Check(leads[i]); dup != "" {
 			r.counts[dup]++
-			return nil
+			continue
 		}
 		if r.dryRun {
 			r.counts[replayToPublish]++
-			return nil
+			continue
 		}
 		if len(r.pending) == 0 {
 			r.first = pos
 		}
 		r.pending = append(r.pending, rec)
 		if len(r.pending) >= r.batch {
-			return r.flush(ctx)
+			if err := r.flush(ctx); err != nil {
+				r.chunk, r.chunkPos = r.chunk[:0], r.chunkPos[:0]
+				return err
+			}
 		}
-		return nil
 	}
+	r.chunk, r.chunkPos = r.chunk[:0], r.chunkPos[:0]
+	return nil
 }
 
 // flush sends the pending batch, at the rate asked.
