@@ -220,7 +220,7 @@ prints the --resume position of the first record the daemon has not taken.`,
 	f.StringVar(&o.source, "source", "", "the records' source: iciformation (required with files)")
 	f.BoolVar(&o.fromJournal, "from-journal", false, "read the journal instead of files")
 	f.StringVar(&o.since, "since", "", "with --from-journal: first reception time, RFC 3339 or YYYY-MM-DD (UTC)")
-	f.StringVar(&o.until, "until", "", "with --from-journal: reception time to stop before, RFC 3339 or YYYY-MM-DD (UTC)")
+	f.StringVar(&o.until, "until", "", "with --from-journal: reception time to stop before, RFC 3339 or YYYY-MM-DD (UTC); default now")
 	f.StringVar(&o.journalDir, "journal-dir", "", "the journal's directory (default <PASSERELLE_DATA_DIR>/journal)")
 	f.Float64Var(&o.rate, "rate", 0, "records per second at most; 0 is as fast as the daemon takes them")
 	f.BoolVar(&o.dryRun, "dry-run", false, "decode, normalise and derive event ids; publish nothing")
@@ -230,9 +230,9 @@ prints the --resume position of the first record the daemon has not taken.`,
 	return []*cobra.Command{c}
 }
 
-// Sandbox implements SandboxPartner: Ici Formation's polling API, holding the leads the sandbox
-// posts plus some the webhook never sees (the reconciliation finds them), and, once the daemon
-// runs, a replay of testdata/replay/iciformation/2026-11-20.jsonl.
+// Sandbox implements SandboxPartner: Ici Formation's polling API, listing a lead every 20 s that
+// the webhook never sees (the reconciliation finds and feeds it), and, once the daemon runs, a
+// replay of testdata/replay/iciformation/2026-11-20.jsonl.
 func (*Replay) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 	const key = "sandbox-api-key"
 	api, err := iciformationsim.StartAPI(key)
@@ -267,13 +267,13 @@ func (*Replay) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 		sb.Log.Info("sandbox replay of "+sample, "summary", r.summary())
 	})
 	sb.Note(func(_, adminAddr string) string {
-		return fmt.Sprintf(`Journal and replay: every received lead is journaled under data/sandbox/journal; the sandbox
+		return fmt.Sprintf(`Journal and replay: every received lead is journaled under %s; the sandbox
   replays %s once at start (a second replay delivers nothing new):
     passerelle replay --admin %s --source iciformation %s
-    passerelle replay --admin %s --from-journal --since $(date -u +%%F) --dry-run
-  Ici Formation's polling API (simulated): %s, key %q, reconciled every minute; it also lists a lead
-  every 20s that the webhook never got (passerelle_iciformation_reconcile_leads_total{result="missed"}).`,
-			sample, adminAddr, sample, adminAddr, api.URL(), key)
+    passerelle replay --admin %s --journal-dir %s --from-journal --since $(date -u +%%F) --dry-run
+  Ici Formation's polling API (simulated): %s, key %q, reconciled every minute; it lists a
+  lead every 20s that the webhook never got (passerelle_iciformation_reconcile_leads_total{result="missed"}).`,
+			filepath.Join(sb.DataDir, "journal"), sample, adminAddr, sample, adminAddr, filepath.Join(sb.DataDir, "journal"), api.URL(), key)
 	})
 	return []string{"PASSERELLE_ICIFORMATION_API_URL=" + api.URL(), "PASSERELLE_ICIFORMATION_API_KEY=" + key,
 		"PASSERELLE_ICIFORMATION_RECONCILE_INTERVAL=1m"}, nil

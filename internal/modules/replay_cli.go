@@ -74,8 +74,11 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 		if until, err = parseReplayTime("--until", o.until); err != nil {
 			return err
 		}
-		if since.IsZero() || until.IsZero() {
-			return UsageErrorf("--from-journal needs --since and --until")
+		if since.IsZero() {
+			return UsageErrorf("--from-journal needs --since (and --until, now by default)")
+		}
+		if until.IsZero() {
+			until = time.Now()
 		}
 		if !until.After(since) {
 			return UsageErrorf("--until must be after --since")
