@@ -180,6 +180,8 @@ func (d *ReplayDedupe) Check(lead transforms.Lead) string {
 		return ReplayDuplicate
 	}
 	d.ids[lead.EventID] = struct{}{}
+	// Any digest of the key's parts does within one run: this is the only call, so that a change
+	// of the stored key's form (a keyed digest) changes one line here.
 	key := transforms.LeadDedupeKey(lead)
 	if d.Window <= 0 {
 		return ""
@@ -205,7 +207,8 @@ type ReplayCounts map[string]int
 // At StageReceived a record is published to leads.received exactly as the webhook publishes it
 // (its body, MetaSource, MetaReceivedAt), marked MetaReplay: the normalize stage derives the
 // same event id, and the sink's delivery log skips what was delivered already. At
-// StageNormalized the normalised lead goes to leads.normalized with the id as message id. Only
+// StageNormalized the normalised lead goes to leads.normalized with the id as message id, past
+// the dedupe (for leads an operator forces through), claiming no dedupe key. Only
 // a publish failure is an error; a record's rejection is counted.
 func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string) (ReplayCounts, error) {
 	counts := ReplayCounts{}
@@ -226,8 +229,9 @@ func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string
 			msg.Metadata.Set(MetaReceivedAt, lead.ReceivedAt.Format(time.RFC3339Nano))
 		case StageNormalized:
 			msg = message.NewMessage(lead.EventID, lead.AppendJSON(make([]byte, 0, 512+len(lead.Raw))))
+			// No dedupe key: the stage that claims keys is skipped, and a forced lead must not
+			// make a later one of the same contact a duplicate.
 			setMeta(msg, lead.EventID, PipelineLeads, rec.Source, lead.ReceivedAt)
-			msg.Metadata.Set(metaDedupeKey, transforms.LeadDedupeKey(lead))
 		default:
 			return nil, fmt.Errorf("replay: unknown stage %q (want %s or %s)", stage, StageReceived, StageNormalized)
 		}
