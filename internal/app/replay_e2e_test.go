@@ -302,3 +302,33 @@ func TestReconciliationFeedsMissedLeadsOnce(t *testing.T) {
 	require.Equal(t, calls+1, api.Calls(), "a 403 is not retried")
 	require.NotContains(t, err.Error(), "api-key")
 }
+
+// TestReplayWithTheDaemonStopped: with no daemon at the admin address, replay publishes into the
+// broker under the data directory, unless a daemon runs there (its lock); the stages run once the
+// daemon starts. Not parallel: the CLI reads its configuration from the environment.
+func TestReplayWithTheDaemonStopped(t *testing.T) {
+	want := sampleExpectation(t)
+	f := newFixture(t)
+	f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	t.Setenv("PASSERELLE_DATA_DIR", f.DataDir)
+	const nobody = "127.0.0.1:1" // nothing listens there
+
+	code, out, errOut := runCLI(ctx, "replay", "--admin", nobody, "--source", "iciformation", replaySample)
+	require.Equal(t, cli.ExitFailed, code, "stdout %s\nstderr %s", out, errOut)
+	require.Contains(t, errOut, "locked by a running daemon", "the running daemon's broker is never opened twice")
+	require.Contains(t, errOut, "resume with: --resume")
+
+	f.stop()
+	code, out, errOut = runCLI(ctx, "replay", "--admin", nobody, "--source", "iciformation", replaySample)
+	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+	require.Contains(t, errOut, "publishing into its broker directly")
+	require.Contains(t, out, "published 262", out)
+	require.Zero(t, len(f.Receiver.UniqueIDs()), "nothing runs the stages while the daemon is stopped")
+
+	f.start()
+	require.NoError(t, f.Receiver.WaitForUnique(ctx, len(want)))
+	f.waitSettled(t, 262)
+	require.Equal(t, want, f.Receiver.UniqueIDs())
+}

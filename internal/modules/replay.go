@@ -101,6 +101,8 @@ func (*Replay) Check(cfg config.Config) error {
 
 func journalDir(cfg config.Config) string { return filepath.Join(cfg.DataDir, "journal") }
 
+func dataDirLock(dir string) string { return filepath.Join(dir, "passerelle.lock") }
+
 // Build implements Module. It comes after the lead sources' modules: it journals what they
 // decode (env.LeadSources).
 func (m *Replay) Build(ctx context.Context, env *Env) error {
@@ -116,6 +118,13 @@ func (m *Replay) Build(ctx context.Context, env *Env) error {
 		return err
 	}
 	log := env.Log.With("module", nameReplay)
+	// Held while the daemon runs: `passerelle replay` opens the embedded broker itself only when
+	// it can take it. A second daemon on the same directory runs without it.
+	if release, err := lockDataDir(env.Cfg.DataDir); err != nil {
+		log.Debug("data directory lock not taken", "error", err)
+	} else {
+		env.OnClose(release)
+	}
 	env.Go(func(ctx context.Context) {
 		every(ctx, 24*time.Hour, func(ctx context.Context) {
 			if n, err := w.Prune(ctx); err != nil {

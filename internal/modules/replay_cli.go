@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"runtime"
@@ -15,8 +17,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/term"
 
+	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/journal"
@@ -100,11 +104,31 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 	r := &replayRun{
 		dedupe: pipelines.ReplayDedupe{Window: window}, sources: sources, dryRun: o.dryRun, stage: o.stage, rate: o.rate, batch: o.batch, resume: resume,
 		out: cli.Err, now: time.Now,
-		send: func(ctx context.Context, recs []pipelines.ReplayRecord, stage string) (pipelines.ReplayCounts, error) {
-			var ans replayAnswer
-			err := cli.Admin(ctx, http.MethodPost, "/admin/replay/records", replayRequest{Stage: stage, Records: recs}, &ans)
+	}
+	var offline *offlineReplayer
+	defer func() {
+		if offline != nil {
+			offline.close()
+		}
+	}()
+	r.send = func(ctx context.Context, recs []pipelines.ReplayRecord, stage string) (pipelines.ReplayCounts, error) {
+		if offline != nil {
+			return offline.Replay(ctx, recs, stage)
+		}
+		var ans replayAnswer
+		err := cli.Admin(ctx, http.MethodPost, "/admin/replay/records", replayRequest{Stage: stage, Records: recs}, &ans)
+		var op *net.OpError
+		if err == nil || r.sent > 0 || !errors.As(err, &op) || op.Op != "dial" {
 			return ans.Counts, err
-		},
+		}
+		// No daemon answers: if none runs on the data directory, publish into its broker.
+		off, oerr := openOffline(ctx, cli)
+		if oerr != nil {
+			return nil, fmt.Errorf("%w; and the broker cannot be opened directly: %w", err, oerr)
+		}
+		offline = off
+		r.report1("replay: no daemon at the admin address and none running on " + off.dataDir + ": publishing into its broker directly; the stages run when the daemon starts")
+		return offline.Replay(ctx, recs, stage)
 	}
 	if f, ok := cli.Err.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		r.progress = true
@@ -486,4 +510,50 @@ func adminPost(ctx context.Context, addr, path string, body, out any) error {
 		return fmt.Errorf("admin API %s: HTTP %d: %s", path, resp.StatusCode, e.Message)
 	}
 	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// offlineReplayer publishes into the broker of a stopped daemon.
+type offlineReplayer struct {
+	pipelines.Replayer
+	dataDir string
+	close   func()
+}
+
+// openOffline opens the configured broker, for a replay while the daemon is stopped. The embedded
+// broker's files are only opened under the data directory's lock, which a running daemon holds:
+// two servers on one store would damage it.
+func openOffline(ctx context.Context, cli *CLI) (*offlineReplayer, error) {
+	cfg, err := cli.Config(ctx)
+	if err != nil {
+		return nil, err
+	}
+	release := func() error { return nil }
+	if cfg.NATS.URL == "" {
+		if release, err = lockDataDir(cfg.DataDir); err != nil {
+			return nil, err
+		}
+	}
+	b, err := broker.Open(ctx, broker.Config{
+		URL: cfg.NATS.URL, DataDir: cfg.DataDir, SyncInterval: cfg.NATS.SyncInterval, Stream: cfg.NATS.Stream,
+		Prefix: cfg.NATS.SubjectPrefix, MaxAge: cfg.NATS.MaxAge, MaxBytes: cfg.NATS.MaxBytes, DuplicateWindow: cfg.NATS.DuplicateWindow,
+	}, slog.New(slog.DiscardHandler), broker.NewMetrics(prometheus.NewRegistry()))
+	if err != nil {
+		_ = release()
+		return nil, fmt.Errorf("open the broker under %s: %w", cfg.DataDir, err)
+	}
+	pub, err := b.NewPublisher()
+	if err != nil {
+		b.Close()
+		_ = release()
+		return nil, err
+	}
+	return &offlineReplayer{
+		Replayer: pipelines.Replayer{Sources: replaySources(), Pub: pub, Now: time.Now},
+		dataDir:  cfg.DataDir,
+		close: func() {
+			_ = pub.Close()
+			b.Close()
+			_ = release()
+		},
+	}, nil
 }
