@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -331,4 +332,26 @@ func TestReplayWithTheDaemonStopped(t *testing.T) {
 	require.NoError(t, f.Receiver.WaitForUnique(ctx, len(want)))
 	f.waitSettled(t, 262)
 	require.Equal(t, want, f.Receiver.UniqueIDs())
+}
+
+func TestJournalPrunedPastItsRetention(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, "PASSERELLE_JOURNAL_RETENTION=48h")
+	dir := filepath.Join(f.DataDir, "journal", "iciformation")
+	require.NoError(t, os.MkdirAll(dir, 0o700))
+	old := filepath.Join(dir, time.Now().UTC().AddDate(0, 0, -5).Format(time.DateOnly)+".jsonl.gz")
+	recent := filepath.Join(dir, time.Now().UTC().AddDate(0, 0, -1).Format(time.DateOnly)+".jsonl.gz")
+	for _, p := range []string{old, recent} {
+		require.NoError(t, os.WriteFile(p, nil, 0o600))
+	}
+	f.start()
+	require.True(t, assertEventually(10*time.Second, func() bool {
+		_, err := os.Stat(old)
+		return errors.Is(err, os.ErrNotExist)
+	}), "a day file past the retention is deleted at start")
+	_, err := os.Stat(recent)
+	require.NoError(t, err, "a day file inside the retention stays")
+	v, ok := metric(f.scrape(t), "passerelle_journal_files_pruned_total", nil)
+	require.True(t, ok)
+	require.Equal(t, 1.0, v)
 }
