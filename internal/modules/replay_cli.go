@@ -148,6 +148,9 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 		err = r.files(ctx, o.source, args)
 	}
 	r.clearProgress()
+	if err == nil && r.skipping {
+		return UsageErrorf("--resume %s: no such record among the files read (give the same files, or the same --since)", r.resume)
+	}
 	if cli.JSON() {
 		if perr := cli.PrintJSON(r.report()); perr != nil {
 			return perr
