@@ -46,6 +46,7 @@ func Modules() []modules.Module {
 		&modules.Billing{},
 		&modules.Ecolix{},
 		&modules.Biway{},
+		&modules.Replay{}, // after the lead sources: it journals what they decode
 	}
 }
 
