@@ -39,6 +39,10 @@ type Config struct {
 	// costs memory under load, so it stays short; longer-lived dedupe is the store's job.
 	DuplicateWindow time.Duration
 	PublishTimeout  time.Duration // longest wait for a broker ack; default 10s
+	// Replicas is how many servers of an external JetStream cluster keep the stream (and, by
+	// inheritance, its consumers): 3 survives the loss of one node. Default 1; the embedded server
+	// is a single node, so it takes only 1.
+	Replicas int
 }
 
 func (c Config) withDefaults() Config {
@@ -66,7 +70,21 @@ func (c Config) withDefaults() Config {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
 	return c
+}
+
+// validate refuses what JetStream would refuse later with a less helpful error.
+func (c Config) validate() error {
+	switch {
+	case c.Replicas > 5:
+		return fmt.Errorf("broker: %d replicas: JetStream allows at most 5", c.Replicas)
+	case c.Replicas > 1 && c.URL == "":
+		return fmt.Errorf("broker: %d replicas need an external JetStream cluster: the embedded server is one node", c.Replicas)
+	}
+	return nil
 }
 
 // Broker holds the server (when embedded) and the connections of its publishers and subscribers.
@@ -86,6 +104,9 @@ type Broker struct {
 // Open starts or connects to the server and makes sure the stream exists with the configured limits.
 func Open(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Broker, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	b := &Broker{cfg: cfg, log: log, metrics: m}
 	if cfg.URL == "" {
 		if err := b.startEmbedded(); err != nil {
@@ -174,6 +195,9 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		MaxBytes:   b.cfg.MaxBytes,
 		Discard:    nats.DiscardOld,
 		Duplicates: b.cfg.DuplicateWindow,
+		// Consumers created with Replicas 0 inherit this; an existing stream is scaled up or down
+		// by the UpdateStream below.
+		Replicas: b.cfg.Replicas,
 	}
 	if _, err := b.js.StreamInfo(sc.Name, nats.Context(ctx)); errors.Is(err, nats.ErrStreamNotFound) {
 		if _, err := b.js.AddStream(sc, nats.Context(ctx)); err != nil {
@@ -183,10 +207,41 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("broker: stream %s: %w", sc.Name, err)
 	}
-	if _, err := b.js.UpdateStream(sc, nats.Context(ctx)); err != nil {
+	info, err := b.js.UpdateStream(sc, nats.Context(ctx))
+	if err != nil {
 		return fmt.Errorf("broker: update stream %s: %w", sc.Name, err)
 	}
+	if info.Cluster != nil && len(info.Cluster.Replicas)+1 != sc.Replicas {
+		// Scaled up or down: until the new peers catch up and a leader is elected, consumer
+		// requests time out. Wait for that here rather than fail the first subscriber.
+		return b.waitStreamSettled(ctx, sc.Name, sc.Replicas)
+	}
 	return nil
+}
+
+// waitStreamSettled waits (30s at most) until the stream has a leader and replicas-1 current followers.
+func (b *Broker) waitStreamSettled(ctx context.Context, name string, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		info, err := b.js.StreamInfo(name, nats.Context(ctx))
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			current := 1
+			for _, p := range info.Cluster.Replicas {
+				if p.Current {
+					current++
+				}
+			}
+			if current == replicas && len(info.Cluster.Replicas)+1 == replicas {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: stream %s not settled at %d replicas: %w", name, replicas, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Subject is the NATS subject of a topic.

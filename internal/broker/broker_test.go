@@ -309,3 +309,46 @@ func TestBatcherAnswersWhenTheBrokerIsGone(t *testing.T) {
 		t.Fatal("Publish still waiting 10 s after the broker closed")
 	}
 }
+
+// Replicas: the stream (and the consumers, which inherit it) is kept by as many nodes of an
+// external cluster as configured, and an existing stream is scaled to the setting on open.
+func TestStreamReplicas(t *testing.T) {
+	t.Parallel()
+	cluster := brokertest.StartCluster(t, 3)
+	ctx := context.Background()
+	for _, replicas := range []int{1, 3} {
+		// One stream, opened first with 1 then with 3: the second open scales it up.
+		cfg := Config{URL: cluster.URL(), Stream: "REPL", Prefix: "repl", Replicas: replicas}
+		b, err := Open(ctx, cfg, slog.Default(), nil)
+		require.NoError(t, err, "open with %d replicas", replicas)
+		sub, err := b.NewSubscriber(ctx, "repl_stage", "work", ConsumerConfig{}, watermill.NopLogger{})
+		require.NoError(t, err, "consumer with %d replicas", replicas)
+		require.NoError(t, sub.Close())
+		var configured, current int
+		require.Eventually(t, func() bool {
+			configured, current, err = cluster.StreamReplicas("REPL")
+			return err == nil && configured == replicas && current == replicas
+		}, 20*time.Second, 50*time.Millisecond, "stream replicas %d (%d current, %v), want %d", configured, current, err, replicas)
+		require.Eventually(t, func() bool {
+			info, err := b.js.ConsumerInfo("REPL", "repl_stage")
+			return err == nil && info.Cluster != nil && 1+len(info.Cluster.Replicas) == replicas
+		}, 20*time.Second, 50*time.Millisecond, "the consumer is kept by as many nodes as the stream")
+		require.NoError(t, b.Close())
+	}
+}
+
+func TestReplicasValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"embedded takes one", Config{DataDir: t.TempDir(), Replicas: 3}, "need an external JetStream cluster"},
+		{"JetStream's limit", Config{URL: "nats://127.0.0.1:1", Replicas: 6}, "at most 5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(context.Background(), tc.cfg, slog.Default(), nil)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
