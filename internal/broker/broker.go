@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -199,24 +201,82 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		// by the UpdateStream below.
 		Replicas: b.cfg.Replicas,
 	}
-	if _, err := b.js.StreamInfo(sc.Name, nats.Context(ctx)); errors.Is(err, nats.ErrStreamNotFound) {
-		if _, err := b.js.AddStream(sc, nats.Context(ctx)); err != nil {
-			return fmt.Errorf("broker: create stream %s: %w", sc.Name, err)
+	var scaled bool
+	err := retrySettling(ctx, func(ctx context.Context) error {
+		info, err := b.js.StreamInfo(sc.Name, nats.Context(ctx))
+		if errors.Is(err, nats.ErrStreamNotFound) {
+			if _, err = b.js.AddStream(sc, nats.Context(ctx)); err == nil {
+				return nil
+			}
+			// Another replica starting at the same time may have created it: then update it.
+			var ierr error
+			if info, ierr = b.js.StreamInfo(sc.Name, nats.Context(ctx)); ierr != nil {
+				return fmt.Errorf("create stream %s: %w", sc.Name, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+		if sameStream(info.Config, *sc) {
+			return nil // an update would only be one more proposal for the cluster to agree on
+		}
+		scaled = info.Config.Replicas != sc.Replicas
+		if _, err := b.js.UpdateStream(sc, nats.Context(ctx)); err != nil {
+			return fmt.Errorf("update stream %s: %w", sc.Name, err)
 		}
 		return nil
-	} else if err != nil {
-		return fmt.Errorf("broker: stream %s: %w", sc.Name, err)
-	}
-	info, err := b.js.UpdateStream(sc, nats.Context(ctx))
+	})
 	if err != nil {
-		return fmt.Errorf("broker: update stream %s: %w", sc.Name, err)
+		return fmt.Errorf("broker: %w", err)
 	}
-	if info.Cluster != nil && len(info.Cluster.Replicas)+1 != sc.Replicas {
-		// Scaled up or down: until the new peers catch up and a leader is elected, consumer
-		// requests time out. Wait for that here rather than fail the first subscriber.
+	if scaled {
+		// Until the new peers catch up and a leader is elected, consumer requests time out. Wait
+		// for that here rather than fail the first subscriber.
 		return b.waitStreamSettled(ctx, sc.Name, sc.Replicas)
 	}
 	return nil
+}
+
+// sameStream is whether the settings passerelle sets already hold.
+func sameStream(have, want nats.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.Storage == want.Storage &&
+		have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes && have.Discard == want.Discard &&
+		have.Duplicates == want.Duplicates && max(have.Replicas, 1) == max(want.Replicas, 1)
+}
+
+// settleFor bounds how long Open and NewSubscriber retry JetStream requests that a cluster answers
+// late or refuses while it settles: replicas starting together race to create the same stream and
+// consumers, and a stream just created, scaled or whose leader died has no leader for a moment.
+const settleFor = 60 * time.Second
+
+// retrySettling runs f, each time with 5 s to answer, until it succeeds, fails with an error that
+// is not a settling cluster's, or settleFor passes.
+func retrySettling(ctx context.Context, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, settleFor)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		acancel()
+		if err == nil || !settling(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still failing after %s)", err, settleFor)
+		case <-time.After(wait + rand.N(wait)):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// settling is whether err is what a JetStream cluster answers while it elects a leader or applies
+// another replica's change: a timeout, no responder, or a 503 from the API.
+func settling(err error) bool {
+	var apiErr *nats.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrStreamNameAlreadyInUse) ||
+		errors.Is(err, nats.ErrConsumerNameAlreadyInUse) || (errors.As(err, &apiErr) && apiErr.Code == 503)
 }
 
 // waitStreamSettled waits (30s at most) until the stream has a leader and replicas-1 current followers.

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,23 +165,31 @@ func launch(t *testing.T, name string, env []string) *daemon {
 
 func (d *daemon) waitReady(within time.Duration) {
 	d.t.Helper()
+	if err := d.ready(within); err != nil {
+		d.t.Fatal(err)
+	}
+}
+
+// ready waits for /readyz to answer 200.
+func (d *daemon) ready(within time.Duration) error {
 	deadline := time.Now().Add(within)
 	for {
 		select {
 		case <-d.exited:
 			b, _ := os.ReadFile(d.logPath)
-			d.t.Fatalf("%s exited before it was ready (%v):\n%s", d.name, d.waitErr, tail(b, 4000))
+			return fmt.Errorf("%s exited before it was ready (%v):\n%s", d.name, d.waitErr, tail(b, 4000))
 		default:
 		}
 		resp, err := http.Get("http://" + d.adminAddr + "/readyz")
 		if err == nil {
 			_ = resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if time.Now().After(deadline) {
-			d.t.Fatalf("%s not ready after %s", d.name, within)
+			b, _ := os.ReadFile(d.logPath)
+			return fmt.Errorf("%s not ready after %s:\n%s", d.name, within, tail(b, 4000))
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -204,6 +213,20 @@ func (d *daemon) stop(sig os.Signal, within time.Duration) (int, time.Duration) 
 	}
 	require.NoError(d.t, d.waitErr)
 	return 0, took
+}
+
+// kill ends the process with SIGKILL and waits for it. It does not fail the test itself, so that a
+// test may call it from a goroutine of its own.
+func (d *daemon) kill() error {
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("kill %s: %w", d.name, err)
+	}
+	select {
+	case <-d.exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s still running 10s after SIGKILL", d.name)
+	}
 }
 
 func (d *daemon) alive() bool {

@@ -73,7 +73,9 @@ func StartCluster(t testing.TB, n int) *Cluster {
 	}
 	t.Cleanup(c.stopAll)
 	for i := range c.nodes {
-		c.start(i)
+		if err := c.start(i); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := c.WaitReady(60 * time.Second); err != nil {
 		c.dumpLogs()
@@ -97,8 +99,7 @@ func (c *Cluster) NodeURL(i int) string { return "nats://" + c.nodes[i].client }
 // Size is the number of nodes.
 func (c *Cluster) Size() int { return len(c.nodes) }
 
-func (c *Cluster) start(i int) {
-	c.t.Helper()
+func (c *Cluster) start(i int) error {
 	n := c.nodes[i]
 	var routes []string
 	for j, o := range c.nodes {
@@ -110,52 +111,54 @@ func (c *Cluster) start(i int) {
 	rhost, rport, _ := net.SplitHostPort(n.route)
 	f, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		c.t.Fatalf("nats %s log: %v", n.name, err)
+		return fmt.Errorf("nats %s log: %w", n.name, err)
 	}
 	defer f.Close()
 	cmd := exec.Command(c.bin, "-a", host, "-p", port, "-n", n.name, "-js", "-sd", n.storeDir,
 		"--cluster_name", c.name, "--cluster", "nats://"+rhost+":"+rport, "--routes", strings.Join(routes, ","))
 	cmd.Stdout, cmd.Stderr = f, f
 	if err := cmd.Start(); err != nil {
-		c.t.Fatalf("start nats %s: %v", n.name, err)
+		return fmt.Errorf("start nats %s: %w", n.name, err)
 	}
 	exited := make(chan struct{})
 	go func() { _ = cmd.Wait(); close(exited) }()
 	n.mu.Lock()
 	n.cmd, n.exited = cmd, exited
 	n.mu.Unlock()
+	return nil
 }
 
-// Kill ends node i with SIGKILL, as a crashed machine would, and waits for it to be gone.
-func (c *Cluster) Kill(i int) {
-	c.t.Helper()
+// Kill ends node i with SIGKILL, as a crashed machine would, and waits for it to be gone. It does
+// not fail the test itself, so that a test may call it from a goroutine of its own.
+func (c *Cluster) Kill(i int) error {
 	n := c.nodes[i]
 	n.mu.Lock()
 	cmd, exited := n.cmd, n.exited
+	n.cmd = nil
 	n.mu.Unlock()
 	if cmd == nil {
-		return
+		return nil
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	select {
 	case <-exited:
+		return nil
 	case <-time.After(10 * time.Second):
-		c.t.Fatalf("nats %s still running 10s after SIGKILL", n.name)
+		return fmt.Errorf("nats %s still running 10s after SIGKILL", n.name)
 	}
-	n.mu.Lock()
-	n.cmd = nil
-	n.mu.Unlock()
 }
 
 // Restart starts a killed node again on its ports and store, and waits for the cluster to take
-// streams of every node again.
-func (c *Cluster) Restart(i int) {
-	c.t.Helper()
-	c.start(i)
+// streams of every node again. Like Kill, it reports rather than fails.
+func (c *Cluster) Restart(i int) error {
+	if err := c.start(i); err != nil {
+		return err
+	}
 	if err := c.WaitReady(60 * time.Second); err != nil {
 		c.dumpLogs()
-		c.t.Fatalf("nats cluster after restarting %s: %v", c.nodes[i].name, err)
+		return fmt.Errorf("nats cluster after restarting %s: %w", c.nodes[i].name, err)
 	}
+	return nil
 }
 
 // WaitReady waits until every node answers and the cluster can create, then delete, a stream of as
@@ -227,6 +230,31 @@ func (c *Cluster) StreamReplicas(stream string) (configured, current int, err er
 		}
 	}
 	return configured, current, nil
+}
+
+// StreamLeader is the index of the node leading stream, -1 when it has none.
+func (c *Cluster) StreamLeader(stream string) (int, error) {
+	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second))
+	if err != nil {
+		return -1, err
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		return -1, err
+	}
+	info, err := js.StreamInfo(stream)
+	if err != nil {
+		return -1, err
+	}
+	if info.Cluster != nil {
+		for i, n := range c.nodes {
+			if n.name == info.Cluster.Leader {
+				return i, nil
+			}
+		}
+	}
+	return -1, nil
 }
 
 func (c *Cluster) stopAll() {
