@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -351,4 +352,45 @@ func TestReplicasValidation(t *testing.T) {
 			require.ErrorContains(t, err, tc.want)
 		})
 	}
+}
+
+// Replicas of the daemon start together (a Deployment's pods do): each creates or updates the
+// stream and the consumers while the others do, and none may fail for it.
+func TestReplicasStartingTogether(t *testing.T) {
+	t.Parallel()
+	cluster := brokertest.StartCluster(t, 3)
+	ctx := context.Background()
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			// A few dozen milliseconds apart, as processes are: each comes while the stream another
+			// created has no leader yet.
+			time.Sleep(time.Duration(i) * 60 * time.Millisecond)
+			b, err := Open(ctx, Config{URL: cluster.URL(), Stream: "TOGETHER", Prefix: "together", Replicas: 3}, slog.Default(), nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer b.Close()
+			for _, durable := range []string{"a_stage", "b_stage"} {
+				sub, err := b.NewSubscriber(ctx, durable, "work."+durable, ConsumerConfig{}, watermill.NopLogger{})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if err := sub.Close(); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "replica %d", i+1)
+	}
+	configured, _, err := cluster.StreamReplicas("TOGETHER")
+	require.NoError(t, err)
+	require.Equal(t, 3, configured)
 }
