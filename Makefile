@@ -37,7 +37,7 @@ test-faults:
 	{ $(GO) test -race -count=1 -v -timeout 15m $(FAULT_PKG); a=$$?; \
 	  $(GO) test -race -count=1 -v -timeout 5m -run '$(APP_FAULTS)' ./internal/app/; b=$$?; \
 	  echo $$((a | b)) > $$log.rc; } 2>&1 | tee $$log; \
-	rc=$$(cat $$log.rc); echo; echo "fault suite:"; grep -E 'FAULT |known gap|poll ran on another|--- (FAIL|SKIP)|^(ok|FAIL)[[:space:]]' $$log | sed 's/^ *[a-z_0-9]*\.go:[0-9]*: //'; \
+	rc=$$(cat $$log.rc); echo; echo "fault suite:"; grep -E 'FAULT |known gap|poll ended on another|--- (FAIL|SKIP)|^(ok|FAIL)[[:space:]]' $$log | sed 's/^ *[a-z_0-9]*\.go:[0-9]*: //'; \
 	rm -f $$log $$log.rc; exit $$rc
 
 # Each fuzz target runs on its own for FUZZTIME (go test -fuzz takes one target at a time).

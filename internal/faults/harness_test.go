@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -343,7 +342,8 @@ func (tl *tally) record(body []byte, status int) {
 	}
 }
 
-// result compares the tally with what the CRM received.
+// result compares the tally with what the CRM received. Delivered counts the posted leads the CRM
+// got, those answered 503 included (a lead may be stored though its answer came too late).
 type result struct {
 	Posted, Answered200, Delivered, Repeats, Lost, Unknown int
 	Statuses                                               map[int]int
@@ -446,7 +446,7 @@ func postgresDSN(t *testing.T) string {
 		}
 		t.Skip(msg)
 	}
-	name := fmt.Sprintf("passerelle_faults_%s", hex.EncodeToString(binary8()))
+	name := fmt.Sprintf("passerelle_faults_%012x", rand.Uint64()>>16)
 	_, err = admin.ExecContext(ctx, "CREATE DATABASE "+name)
 	require.NoError(t, err, "create test database")
 	t.Cleanup(func() {
@@ -459,12 +459,4 @@ func postgresDSN(t *testing.T) string {
 	})
 	u.Path = "/" + name
 	return u.String()
-}
-
-func binary8() []byte {
-	b := make([]byte, 6)
-	for i := range b {
-		b[i] = byte(rand.Uint32())
-	}
-	return b
 }
