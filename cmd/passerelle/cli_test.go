@@ -5,6 +5,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -35,6 +36,16 @@ func clearPasserelleEnv(t *testing.T) {
 			require.NoError(t, os.Unsetenv(k))
 		}
 	}
+}
+
+// freeAddr picks a loopback port that was free a moment ago.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	require.NoError(t, ln.Close())
+	return addr
 }
 
 func runCLI(args ...string) (code int, stdout, stderr string) {

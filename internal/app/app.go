@@ -122,7 +122,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	if a.Broker, err = broker.Open(ctx, broker.Config{
 		URL: cfg.NATS.URL, DataDir: cfg.DataDir, Listen: cfg.NATS.Listen, SyncInterval: cfg.NATS.SyncInterval,
 		Stream: cfg.NATS.Stream, Prefix: cfg.NATS.SubjectPrefix, MaxAge: cfg.NATS.MaxAge, MaxBytes: cfg.NATS.MaxBytes,
-		DuplicateWindow: cfg.NATS.DuplicateWindow,
+		DuplicateWindow: cfg.NATS.DuplicateWindow, Replicas: cfg.NATS.Replicas,
 	}, log, broker.NewMetrics(a.Registry)); err != nil {
 		return nil, fmt.Errorf("open transport: %w", err)
 	}

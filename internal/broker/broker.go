@@ -11,8 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +41,10 @@ type Config struct {
 	// costs memory under load, so it stays short; longer-lived dedupe is the store's job.
 	DuplicateWindow time.Duration
 	PublishTimeout  time.Duration // longest wait for a broker ack; default 10s
+	// Replicas is how many servers of an external JetStream cluster keep the stream (and, by
+	// inheritance, its consumers): 3 survives the loss of one node. Default 1; the embedded server
+	// is a single node, so it takes only 1.
+	Replicas int
 }
 
 func (c Config) withDefaults() Config {
@@ -66,7 +72,21 @@ func (c Config) withDefaults() Config {
 	if c.PublishTimeout <= 0 {
 		c.PublishTimeout = 10 * time.Second
 	}
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
 	return c
+}
+
+// validate refuses what JetStream would refuse later with a less helpful error.
+func (c Config) validate() error {
+	switch {
+	case c.Replicas > 5:
+		return fmt.Errorf("broker: %d replicas: JetStream allows at most 5", c.Replicas)
+	case c.Replicas > 1 && c.URL == "":
+		return fmt.Errorf("broker: %d replicas need an external JetStream cluster: the embedded server is one node", c.Replicas)
+	}
+	return nil
 }
 
 // Broker holds the server (when embedded) and the connections of its publishers and subscribers.
@@ -86,6 +106,9 @@ type Broker struct {
 // Open starts or connects to the server and makes sure the stream exists with the configured limits.
 func Open(ctx context.Context, cfg Config, log *slog.Logger, m *Metrics) (*Broker, error) {
 	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	b := &Broker{cfg: cfg, log: log, metrics: m}
 	if cfg.URL == "" {
 		if err := b.startEmbedded(); err != nil {
@@ -174,19 +197,111 @@ func (b *Broker) ensureStream(ctx context.Context) error {
 		MaxBytes:   b.cfg.MaxBytes,
 		Discard:    nats.DiscardOld,
 		Duplicates: b.cfg.DuplicateWindow,
+		// Consumers created with Replicas 0 inherit this; an existing stream is scaled up or down
+		// by the UpdateStream below.
+		Replicas: b.cfg.Replicas,
 	}
-	if _, err := b.js.StreamInfo(sc.Name, nats.Context(ctx)); errors.Is(err, nats.ErrStreamNotFound) {
-		if _, err := b.js.AddStream(sc, nats.Context(ctx)); err != nil {
-			return fmt.Errorf("broker: create stream %s: %w", sc.Name, err)
+	var scaled bool
+	err := retrySettling(ctx, func(ctx context.Context) error {
+		info, err := b.js.StreamInfo(sc.Name, nats.Context(ctx))
+		if errors.Is(err, nats.ErrStreamNotFound) {
+			if _, err = b.js.AddStream(sc, nats.Context(ctx)); err == nil {
+				return nil
+			}
+			// Another replica starting at the same time may have created it: then update it.
+			var ierr error
+			if info, ierr = b.js.StreamInfo(sc.Name, nats.Context(ctx)); ierr != nil {
+				return fmt.Errorf("create stream %s: %w", sc.Name, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("stream %s: %w", sc.Name, err)
+		}
+		if sameStream(info.Config, *sc) {
+			return nil // an update would only be one more proposal for the cluster to agree on
+		}
+		scaled = info.Config.Replicas != sc.Replicas
+		if _, err := b.js.UpdateStream(sc, nats.Context(ctx)); err != nil {
+			return fmt.Errorf("update stream %s: %w", sc.Name, err)
 		}
 		return nil
-	} else if err != nil {
-		return fmt.Errorf("broker: stream %s: %w", sc.Name, err)
+	})
+	if err != nil {
+		return fmt.Errorf("broker: %w", err)
 	}
-	if _, err := b.js.UpdateStream(sc, nats.Context(ctx)); err != nil {
-		return fmt.Errorf("broker: update stream %s: %w", sc.Name, err)
+	if scaled {
+		// Until the new peers catch up and a leader is elected, consumer requests time out. Wait
+		// for that here rather than fail the first subscriber.
+		return b.waitStreamSettled(ctx, sc.Name, sc.Replicas)
 	}
 	return nil
+}
+
+// sameStream is whether the settings passerelle sets already hold.
+func sameStream(have, want nats.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Retention == want.Retention && have.Storage == want.Storage &&
+		have.MaxAge == want.MaxAge && have.MaxBytes == want.MaxBytes && have.Discard == want.Discard &&
+		have.Duplicates == want.Duplicates && max(have.Replicas, 1) == max(want.Replicas, 1)
+}
+
+// settleFor bounds how long Open and NewSubscriber retry JetStream requests that a cluster answers
+// late or refuses while it settles: replicas starting together race to create the same stream and
+// consumers, and a stream just created, scaled or whose leader died has no leader for a moment.
+const settleFor = 60 * time.Second
+
+// retrySettling runs f, each time with 5 s to answer, until it succeeds, fails with an error that
+// is not a settling cluster's, or settleFor passes.
+func retrySettling(ctx context.Context, f func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, settleFor)
+	defer cancel()
+	wait := 100 * time.Millisecond
+	for {
+		actx, acancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		acancel()
+		if err == nil || !settling(err) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (still failing after %s)", err, settleFor)
+		case <-time.After(wait + rand.N(wait)):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+}
+
+// settling is whether err is what a JetStream cluster answers while it elects a leader or applies
+// another replica's change: a timeout, no responder, or a 503 from the API.
+func settling(err error) bool {
+	var apiErr *nats.APIError
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, nats.ErrStreamNameAlreadyInUse) ||
+		errors.Is(err, nats.ErrConsumerNameAlreadyInUse) || (errors.As(err, &apiErr) && apiErr.Code == 503)
+}
+
+// waitStreamSettled waits (30s at most) until the stream has a leader and replicas-1 current followers.
+func (b *Broker) waitStreamSettled(ctx context.Context, name string, replicas int) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		info, err := b.js.StreamInfo(name, nats.Context(ctx))
+		if err == nil && info.Cluster != nil && info.Cluster.Leader != "" {
+			current := 1
+			for _, p := range info.Cluster.Replicas {
+				if p.Current {
+					current++
+				}
+			}
+			if current == replicas && len(info.Cluster.Replicas)+1 == replicas {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("broker: stream %s not settled at %d replicas: %w", name, replicas, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // Subject is the NATS subject of a topic.

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -332,4 +333,88 @@ func TestBatcherAnswersWhenTheBrokerIsGone(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Publish still waiting 10 s after the broker closed")
 	}
+}
+
+// Replicas: the stream (and the consumers, which inherit it) is kept by as many nodes of an
+// external cluster as configured, and an existing stream is scaled to the setting on open.
+func TestStreamReplicas(t *testing.T) {
+	t.Parallel()
+	cluster := brokertest.StartCluster(t, 3)
+	ctx := context.Background()
+	for _, replicas := range []int{1, 3} {
+		// One stream, opened first with 1 then with 3: the second open scales it up.
+		cfg := Config{URL: cluster.URL(), Stream: "REPL", Prefix: "repl", Replicas: replicas}
+		b, err := Open(ctx, cfg, slog.Default(), nil)
+		require.NoError(t, err, "open with %d replicas", replicas)
+		sub, err := b.NewSubscriber(ctx, "repl_stage", "work", ConsumerConfig{}, watermill.NopLogger{})
+		require.NoError(t, err, "consumer with %d replicas", replicas)
+		require.NoError(t, sub.Close())
+		var configured, current int
+		require.Eventually(t, func() bool {
+			configured, current, err = cluster.StreamReplicas("REPL")
+			return err == nil && configured == replicas && current == replicas
+		}, 20*time.Second, 50*time.Millisecond, "stream replicas %d (%d current, %v), want %d", configured, current, err, replicas)
+		require.Eventually(t, func() bool {
+			info, err := b.js.ConsumerInfo("REPL", "repl_stage")
+			return err == nil && info.Cluster != nil && 1+len(info.Cluster.Replicas) == replicas
+		}, 20*time.Second, 50*time.Millisecond, "the consumer is kept by as many nodes as the stream")
+		require.NoError(t, b.Close())
+	}
+}
+
+func TestReplicasValidation(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{"embedded takes one", Config{DataDir: t.TempDir(), Replicas: 3}, "need an external JetStream cluster"},
+		{"JetStream's limit", Config{URL: "nats://127.0.0.1:1", Replicas: 6}, "at most 5"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Open(context.Background(), tc.cfg, slog.Default(), nil)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+// Replicas of the daemon start together (a Deployment's pods do): each creates or updates the
+// stream and the consumers while the others do, and none may fail for it.
+func TestReplicasStartingTogether(t *testing.T) {
+	t.Parallel()
+	cluster := brokertest.StartCluster(t, 3)
+	ctx := context.Background()
+	errs := make([]error, 3)
+	var wg sync.WaitGroup
+	for i := range errs {
+		wg.Go(func() {
+			// A few dozen milliseconds apart, as processes are: each comes while the stream another
+			// created has no leader yet.
+			time.Sleep(time.Duration(i) * 60 * time.Millisecond)
+			b, err := Open(ctx, Config{URL: cluster.URL(), Stream: "TOGETHER", Prefix: "together", Replicas: 3}, slog.Default(), nil)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer b.Close()
+			for _, durable := range []string{"a_stage", "b_stage"} {
+				sub, err := b.NewSubscriber(ctx, durable, "work."+durable, ConsumerConfig{}, watermill.NopLogger{})
+				if err != nil {
+					errs[i] = err
+					return
+				}
+				if err := sub.Close(); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "replica %d", i+1)
+	}
+	configured, _, err := cluster.StreamReplicas("TOGETHER")
+	require.NoError(t, err)
+	require.Equal(t, 3, configured)
 }

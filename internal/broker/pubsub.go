@@ -118,6 +118,14 @@ type ConsumerConfig struct {
 	Subscribers int
 }
 
+// sameConsumer is whether the settings passerelle sets already hold.
+func sameConsumer(have, want nats.ConsumerConfig) bool {
+	return have.Description == want.Description && have.DeliverSubject == want.DeliverSubject &&
+		have.DeliverGroup == want.DeliverGroup && have.FilterSubject == want.FilterSubject &&
+		have.DeliverPolicy == want.DeliverPolicy && have.AckPolicy == want.AckPolicy &&
+		have.AckWait == want.AckWait && have.MaxDeliver == want.MaxDeliver && have.MaxAckPending == want.MaxAckPending
+}
+
 func (c ConsumerConfig) withDefaults() ConsumerConfig {
 	if c.AckWait <= 0 {
 		c.AckWait = 2 * time.Minute
@@ -155,14 +163,29 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 		MaxDeliver:     -1, // we dead-letter ourselves; the server must never drop a message
 		MaxAckPending:  cc.MaxAckPending,
 	}
-	if _, err := b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx)); errors.Is(err, nats.ErrConsumerNotFound) {
-		if _, err := b.js.AddConsumer(b.cfg.Stream, cfg, nats.Context(ctx)); err != nil {
-			return nil, fmt.Errorf("broker: create consumer %s: %w", durable, err)
+	if err := retrySettling(ctx, func(ctx context.Context) error {
+		info, err := b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx))
+		if errors.Is(err, nats.ErrConsumerNotFound) {
+			if _, err = b.js.AddConsumer(b.cfg.Stream, cfg, nats.Context(ctx)); err == nil {
+				return nil
+			}
+			// Another replica starting at the same time may have created it: then update it.
+			var ierr error
+			if info, ierr = b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx)); ierr != nil {
+				return fmt.Errorf("create consumer %s: %w", durable, err)
+			}
+		} else if err != nil {
+			return fmt.Errorf("consumer %s: %w", durable, err)
 		}
-	} else if err != nil {
-		return nil, fmt.Errorf("broker: consumer %s: %w", durable, err)
-	} else if _, err := b.js.UpdateConsumer(b.cfg.Stream, cfg, nats.Context(ctx)); err != nil {
-		return nil, fmt.Errorf("broker: update consumer %s: %w", durable, err)
+		if sameConsumer(info.Config, *cfg) {
+			return nil
+		}
+		if _, err := b.js.UpdateConsumer(b.cfg.Stream, cfg, nats.Context(ctx)); err != nil {
+			return fmt.Errorf("update consumer %s: %w", durable, err)
+		}
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
 	}
 
 	nc, err := b.connect("subscriber-" + durable)

@@ -86,6 +86,7 @@ type NATS struct {
 	MaxAge          time.Duration `env:"MAX_AGE, default=168h" desc:"how long messages stay in the stream for replay"`
 	MaxBytes        int64         `env:"MAX_BYTES, default=1073741824" desc:"stream size limit in bytes"`
 	DuplicateWindow time.Duration `env:"DUPLICATE_WINDOW, default=2m" desc:"broker-side duplicate detection window on message ids (a redelivered stage input re-publishes the same ids)"`
+	Replicas        int           `env:"REPLICAS, default=1" desc:"servers of an external JetStream cluster that keep the stream and its consumers (1 to 5; 3 survives the loss of one node); above 1 needs PASSERELLE_NATS_URL"`
 }
 
 // Load reads the configuration from the process environment.
@@ -276,6 +277,12 @@ func (c Config) Validate() error {
 	}
 	if c.StageYield < 0 {
 		bad("STAGE_YIELD", "must not be negative")
+	}
+	switch {
+	case c.NATS.Replicas < 1 || c.NATS.Replicas > 5:
+		bad("NATS_REPLICAS", "%d: want 1 to 5 (JetStream's limits)", c.NATS.Replicas)
+	case c.NATS.Replicas > 1 && c.NATS.URL == "":
+		bad("NATS_REPLICAS", "%d needs an external JetStream cluster in PASSERELLE_NATS_URL: the embedded server is one node", c.NATS.Replicas)
 	}
 	return errs.Err()
 }

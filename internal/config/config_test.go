@@ -162,3 +162,28 @@ func TestExplainSaysWhereEachValueComesFrom(t *testing.T) {
 		}
 	}
 }
+
+func TestNATSReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want int
+		err  string
+	}{
+		{env: nil, want: 1},
+		{env: []string{"PASSERELLE_NATS_URL=nats://a:4222,nats://b:4222,nats://c:4222", "PASSERELLE_NATS_REPLICAS=3"}, want: 3},
+		{env: []string{"PASSERELLE_NATS_REPLICAS=3"}, err: "PASSERELLE_NATS_REPLICAS: 3 needs an external JetStream cluster in PASSERELLE_NATS_URL"},
+		{env: []string{"PASSERELLE_NATS_URL=nats://a:4222", "PASSERELLE_NATS_REPLICAS=0"}, err: "PASSERELLE_NATS_REPLICAS: 0: want 1 to 5"},
+		{env: []string{"PASSERELLE_NATS_URL=nats://a:4222", "PASSERELLE_NATS_REPLICAS=7"}, err: "PASSERELLE_NATS_REPLICAS: 7: want 1 to 5"},
+		{env: []string{"PASSERELLE_NATS_REPLICAS=three"}, err: "PASSERELLE_NATS_REPLICAS: invalid value"},
+	} {
+		c, err := LoadFrom(context.Background(), tc.env)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("%v: error %v, want one containing %q", tc.env, err, tc.err)
+		case tc.err == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.err == "" && c.NATS.Replicas != tc.want:
+			t.Errorf("%v: %d replicas, want %d", tc.env, c.NATS.Replicas, tc.want)
+		}
+	}
+}
