@@ -18,13 +18,13 @@ export GOFLAGS ?= -mod=mod
 run: build
 	exec $(BIN)/passerelle sandbox
 
-## test: the whole suite (race detector on) but the fault suite, then each fuzz target briefly
-test: k8s-tools test-go fuzz
+## test: the whole suite: the tests (race detector on), the fault suite, then each fuzz target briefly
+test: k8s-tools test-go test-faults fuzz
 
 # The fault suite's tests: the package internal/faults (the built binary under kill -9, a 3-node
 # NATS cluster, three replicas on PostgreSQL) and two in-process tests of internal/app that need its
-# fixture (the full disk is injected there when tmpfs cannot be mounted). make test leaves them out;
-# CI runs both targets.
+# fixture (the full disk is injected there when tmpfs cannot be mounted). test-go leaves them out,
+# so that make test runs them once, in test-faults, with their figures printed.
 FAULT_PKG  := ./internal/faults/
 APP_FAULTS := ^(TestFullDiskPausesAndRecovers|TestGoneEndpointHoldsItsEvents)$$
 

@@ -357,7 +357,35 @@ func shopAppEventID(parts ...string) string {
 }
 
 // RunPoller polls every interval until ctx is done; a failed poll is retried sooner, with backoff.
+//
+// Of several replicas one polls: Run first takes the leader lock (a PostgreSQL advisory lock held
+// for as long as this replica runs; in-process on SQLite) and the others try again every interval,
+// so the poller moves within one interval of its replica's death. Each poll also takes its own lock,
+// so that polls never overlap even if two replicas believed they led.
 func (p *ShopAppPoller) Run(ctx context.Context, interval time.Duration) {
+	for {
+		release, ok, err := p.Store.TryLock(ctx, shopAppLeaderLock)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			p.Log.Warn("shopapp poller: leader lock", "error", err)
+		case ok:
+			p.Log.Info("this replica polls Shop Application")
+			p.pollLoop(ctx, interval)
+			release()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(interval):
+		}
+	}
+}
+
+// shopAppLeaderLock elects the replica that polls.
+const shopAppLeaderLock = "shopapp.poller.leader"
+
+// pollLoop polls every interval, sooner after a failure, until ctx is done.
+func (p *ShopAppPoller) pollLoop(ctx context.Context, interval time.Duration) {
 	wait := time.Duration(0)
 	failures := 0
 	for {

@@ -294,11 +294,7 @@ func TestScaleOut(t *testing.T) {
 		require.LessOrEqual(t, moved, pollInterval+slack, "the poller moves within one poll interval")
 		s.restart(t, owner)
 
-		if len(pollers) != 1 {
-			// The poller's lock (store.TryLock "shopapp.poller") is taken per poll and released after
-			// it: polls never overlap, but each replica polls on its own schedule.
-			t.Skipf("known gap: polls ran on %d replicas over %s (%d Shop Application requests): the lock serializes polls, it does not elect one poller", len(pollers), window, calls1-calls0)
-		}
+		require.Len(t, pollers, 1, "one replica polls (the leader lock), over %s", window)
 	})
 
 	t.Run("billing period", func(t *testing.T) {
@@ -352,11 +348,9 @@ func TestScaleOut(t *testing.T) {
 			}
 		}
 		t.Logf("one period asked of the 3 replicas at once: %v", outcomes)
-		if uploads != 1 {
-			// Billing has no leader lock yet (internal/modules/billing.go): each replica checks the
-			// store's upload record, then uploads, so two replicas at once both upload.
-			t.Skipf("known gap, waiting for the billing leader lock: %d replicas uploaded the same period at once (%v)", uploads, outcomes)
-		}
+		// The upload lock (PostgreSQL advisory lock) lets one replica upload; the others wait, then
+		// find the period uploaded.
+		require.Equal(t, 1, uploads, "one upload of a period asked of 3 replicas at once: %v", outcomes)
 	})
 	t.Logf("scale-out suite: %s", time.Since(start).Round(time.Second))
 }
