@@ -2,21 +2,18 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/app/apptest"
 	"github.com/passerelle/passerelle/internal/cli"
 )
 
@@ -217,36 +214,10 @@ func TestCheckConfigMaskLine(t *testing.T) {
 // the CLI's PASSERELLE_ADMIN_ADDR at it; the daemon stops at cleanup.
 func startDaemon(t *testing.T, env ...string) *app.App {
 	t.Helper()
-	cfg, err := app.LoadConfig(context.Background(), append([]string{
+	a := apptest.Start(t, append([]string{
 		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0",
 		"PASSERELLE_DATA_DIR=" + t.TempDir(), "PASSERELLE_SHUTDOWN_TIMEOUT=10s",
 	}, env...))
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		require.NoError(t, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(20 * time.Second):
-			t.Error("app did not stop")
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
 	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
 	return a
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -24,6 +23,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/biway"
 	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
 	"github.com/passerelle/passerelle/internal/app"
+	"github.com/passerelle/passerelle/internal/app/apptest"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/transforms"
@@ -141,33 +141,7 @@ func startBiwayDaemon(t *testing.T, partnerURL string, sim *biwaysim.Sim) *biway
 		"PASSERELLE_HTTP_ADDR=127.0.0.1:0", "PASSERELLE_ADMIN_ADDR=127.0.0.1:0", "PASSERELLE_DATA_DIR=" + t.TempDir(),
 		"PASSERELLE_BIWAY_URL=" + partnerURL, "PASSERELLE_BIWAY_API_KEY=" + sim.APIKey(), "PASSERELLE_SHUTDOWN_TIMEOUT=10s",
 	}
-	cfg, err := app.LoadConfig(context.Background(), environ)
-	require.NoError(t, err)
-	ctx, cancel := context.WithCancel(context.Background())
-	a, err := app.New(ctx, cfg, slog.New(slog.DiscardHandler))
-	if err != nil {
-		cancel()
-		require.NoError(t, err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			require.NoError(t, err)
-		case <-time.After(30 * time.Second):
-			t.Error("daemon did not stop")
-		}
-	})
-	require.Eventually(t, func() bool {
-		resp, err := http.Get("http://" + a.AdminAddr() + "/readyz")
-		if err != nil {
-			return false
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}, 20*time.Second, 20*time.Millisecond)
+	a := apptest.Start(t, environ)
 	return &biwayDaemon{sim: sim, app: a, environ: environ}
 }
 
