@@ -24,6 +24,12 @@ var notExercised = map[string]string{
 	"Last upload per period": "a series per uploaded period: the sandbox uploads nothing unless asked",
 }
 
+// provoked are the alerts the sandbox sets off on purpose, each with why; any other that fires
+// fails the test.
+var provoked = map[string]string{
+	"IciFormationLeadsMissed": "the sandbox's Ici Formation API lists a lead every 20 s that its webhook sender never posted, to show the reconciliation at work",
+}
+
 // The dashboard and the rules against the real thing: the sandbox runs for a minute, scraped every
 // second by the machine's Prometheus loaded with the alert rules. Every dashboard expression the
 // sandbox exercises must return data, no rule may fail to evaluate, and none may fire.
@@ -155,7 +161,7 @@ scrape_configs:
 			if r.Health != "ok" {
 				t.Errorf("rule %s: health %s: %s", r.Name, r.Health, r.LastError)
 			}
-			if r.State == "firing" {
+			if _, ok := provoked[r.Name]; !ok && r.State == "firing" {
 				t.Errorf("alert %s fires against a healthy sandbox", r.Name)
 			}
 		}
@@ -178,6 +184,9 @@ func firingAlerts(t *testing.T, web string) []string {
 	getJSON(t, "http://"+web+"/api/v1/alerts", &out)
 	var firing []string
 	for _, a := range out.Data.Alerts {
+		if _, ok := provoked[a.Labels["alertname"]]; ok {
+			continue
+		}
 		if a.State == "firing" {
 			firing = append(firing, a.Labels["alertname"])
 		}
