@@ -78,6 +78,9 @@ func (f *fixture) environ() []string {
 		"PASSERELLE_REDELIVERY_MIN=50ms",
 		"PASSERELLE_REDELIVERY_MAX=500ms",
 		"PASSERELLE_SHUTDOWN_TIMEOUT=10s",
+		// The tests' own data is small: a machine short of disk must not make them refuse work (the
+		// disk test sets its own floor).
+		"PASSERELLE_MIN_FREE_DISK=1MB",
 	}, f.Env...)
 }
 

@@ -17,6 +17,8 @@ import (
 // daemon stops, and Run must return nil within 30 s.
 func Start(t testing.TB, environ []string) *app.App {
 	t.Helper()
+	// The tests' data is small: a machine short of disk must not make the daemon refuse work.
+	environ = append([]string{"PASSERELLE_MIN_FREE_DISK=1MB"}, environ...)
 	cfg, err := app.LoadConfig(context.Background(), environ)
 	if err != nil {
 		t.Fatalf("configuration: %v", err)
