@@ -20,6 +20,13 @@ var mobilePrefixes = []struct {
 // "+262692123456"): the only numbers an SMS or RCS can reach. It expects NormalizePhone's
 // output and does no cleaning of its own, so " +33 6…" is not a mobile.
 func IsMobile(e164 string) bool {
+	// "+33 690…" is an overseas mobile written with the metropolitan code: NormalizePhone gives it
+	// its own (+590 690…), and only that form reaches it.
+	if len(e164) == 12 && strings.HasPrefix(e164, "+33") {
+		if _, elsewhere := overseas["0"+e164[3:6]]; elsewhere {
+			return false
+		}
+	}
 	for _, p := range mobilePrefixes {
 		if len(e164) == p.length && strings.HasPrefix(e164, p.prefix) && isDigits(e164[1:]) {
 			return true

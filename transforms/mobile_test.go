@@ -35,6 +35,8 @@ func TestIsMobile(t *testing.T) {
 		{"+26269212345", false},
 		{"+2626921234567", false},
 		{"+447700900123", false}, // UK mobile: not French
+		{"+33690000000", false},  // a Guadeloupe mobile under +33: it is +590690000000 (fuzz)
+		{"+33692123456", false},  // a Réunion mobile under +33: it is +262692123456
 		{"0612345678", false},    // national form: normalise first
 		{"+33 612345678", false},
 		{"+3361234567a", false},
