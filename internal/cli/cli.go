@@ -73,8 +73,9 @@ func NewRoot(stdout, stderr io.Writer, version string) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "passerelle",
 		Short: "Syncs files and webhooks between a company's partner systems",
-		Long: `passerelle syncs files and webhooks between a company's partner systems: leads from Ici Formation,
-Shop Application interfaces, the monthly billing file over SFTP, and the CRM webhooks they feed.
+		Long: `passerelle syncs files and webhooks between a company's partner systems: Ici Formation leads,
+Shop Application interfaces, Simplébo sites and client states, Ecolix ERP exports, Bi-way messages,
+the monthly billing file over SFTP, and the CRM webhooks they all feed.
 
 Configuration is read from PASSERELLE_* environment variables (see check-config). Commands that
 talk to a running daemon reach its admin API at --admin.`,
