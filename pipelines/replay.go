@@ -196,8 +196,11 @@ func (d *ReplayDedupe) Check(lead transforms.Lead) string {
 // Replayer publishes replayed records into the leads pipeline, at the stage asked.
 type Replayer struct {
 	Sources LeadSources
-	Pub     ContextPublisher
-	Now     func() time.Time
+	// Others replay the records of sources that are not lead sources, by source name; they
+	// always enter at their source's ingest, whatever the stage asked.
+	Others map[string]ReplayFunc
+	Pub    ContextPublisher
+	Now    func() time.Time
 }
 
 // ReplayCounts are a replay call's records by outcome.
@@ -214,7 +217,15 @@ func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string
 	counts := ReplayCounts{}
 	now := r.Now().UTC()
 	msgs := make([]*message.Message, 0, len(recs))
+	var others map[string][]ReplayRecord
 	for _, rec := range recs {
+		if _, ok := r.Others[rec.Source]; ok {
+			if others == nil {
+				others = map[string][]ReplayRecord{}
+			}
+			others[rec.Source] = append(others[rec.Source], rec)
+			continue
+		}
 		lead, err := r.Sources.CheckReplay(rec, now)
 		if err != nil {
 			counts[ReplayRejected]++
@@ -237,6 +248,15 @@ func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string
 		}
 		msg.Metadata.Set(MetaReplay, "1")
 		msgs = append(msgs, msg)
+	}
+	for src, recs := range others {
+		c, err := r.Others[src](ctx, recs)
+		for k, v := range c {
+			counts[k] += v
+		}
+		if err != nil {
+			return counts, err
+		}
 	}
 	if len(msgs) == 0 {
 		return counts, nil
