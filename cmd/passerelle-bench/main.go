@@ -137,7 +137,7 @@ func main() {
 	run("delivery", func() (report, error) { return benchDelivery(ctx, o, tmp, daemon) })
 	run("billing", func() (report, error) { return benchBilling(ctx, o, tmp) })
 	run("poll", func() (report, error) { return benchPoll(ctx, tmp) })
-	run("replay", func() (report, error) { return benchReplay(ctx, tmp) })
+	run("replay", func() (report, error) { return benchReplay(ctx, o, tmp, daemon) })
 	run("ecolix", func() (report, error) { return benchEcolix(ctx) })
 	os.Exit(verdict(os.Stdout, errored, missed, o.reportOnly))
 }

@@ -2,13 +2,16 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"sync"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -28,11 +32,25 @@ const (
 	replayChunk   = 1 << 16
 )
 
-// benchReplay writes a JSONL file of Ici Formation leads in tmp, then reads it twice in one run:
+// benchReplay runs the replay's two goals: a file through the replay path, a replay through the
+// daemon to a slow CRM.
+//
+// benchReplayFile writes a JSONL file of Ici Formation leads in tmp, then reads it twice in one run:
 // through the replay's own path (pipelines.LeadSources.CheckReplayAll: decode, normalise, event
 // id) to a null sink, and through encoding/json into the webhook's wire type only, the ceiling
 // of any decoder of that file. Both read the file and use every core the same way.
-func benchReplay(ctx context.Context, tmp string) (report, error) {
+func benchReplay(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
+	r, err := benchReplayFile(ctx, tmp)
+	if err != nil {
+		return r, err
+	}
+	r.addf("")
+	crm, err := benchReplayCRM(ctx, o, tmp, daemon)
+	r.lines, r.goals = append(r.lines, crm.lines...), append(r.goals, crm.goals...)
+	return r, err
+}
+
+func benchReplayFile(ctx context.Context, tmp string) (report, error) {
 	var r report
 	path := filepath.Join(tmp, "replay", "leads.jsonl")
 	size, err := writeLeads(path, replayRecords)
@@ -193,4 +211,110 @@ func benchEcolix(ctx context.Context) (report, error) {
 	}
 	r.check("ecolix pull time / budget floor", fmt.Sprintf("%.3f", ratio), "≤ 1.1", ratio <= 1.1)
 	return r, nil
+}
+
+// benchReplayCRM replays o.leads distinct leads into a running daemon through its admin API (the
+// path `passerelle replay` takes), to the delivery scenario's receiver answering in 50 ms: the
+// replay goes as fast as the delivery engine allows when distinct leads/s reach
+// goalDeliveryShare × concurrency ÷ the receiver's mean latency.
+func benchReplayCRM(ctx context.Context, o options, tmp string, daemon func() (string, error)) (report, error) {
+	var r report
+	bin, err := daemon()
+	if err != nil {
+		return r, err
+	}
+	// The records the replay sends: distinct leads, as the CLI's own dedupe keeps them.
+	rng := rand.New(rand.NewPCG(11, 2026))
+	sources := pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}
+	dedupe := pipelines.ReplayDedupe{Window: 24 * time.Hour}
+	var recs []pipelines.ReplayRecord
+	for len(recs) < o.leads {
+		b, err := json.Marshal(iciformationsim.RandomLead(rng))
+		if err != nil {
+			return r, err
+		}
+		rec := pipelines.ReplayRecord{Source: pipelines.SourceIciFormation, Body: b}
+		if lead, err := sources.CheckReplay(rec, time.Now()); err == nil && dedupe.Check(lead) == "" {
+			recs = append(recs, rec)
+		}
+	}
+	secret, err := stdwebhook.NewSecret()
+	if err != nil {
+		return r, err
+	}
+	conc := o.crmConcurrency
+	recv, err := startReceiver(deliveryLatency, len(recs), conc)
+	if err != nil {
+		return r, err
+	}
+	defer recv.close()
+	c := daemonConfig{bin: bin, dataDir: filepath.Join(tmp, "replay-crm-"+nonce()), token: "bench-" + nonce(), crmSecret: secret,
+		crmURL: recv.url + "/leads", env: append([]string{"PASSERELLE_CRM_CONCURRENCY=" + strconv.Itoa(conc)}, o.env...)}
+	if err := os.MkdirAll(c.dataDir, 0o750); err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(c.dataDir)
+	p, err := startDaemon(ctx, c)
+	if err != nil {
+		return r, err
+	}
+	defer p.stop()
+
+	start := time.Now()
+	published := 0
+	for lo := 0; lo < len(recs); lo += 500 {
+		n, err := postReplay(ctx, p.admin, recs[lo:min(lo+500, len(recs))])
+		if err != nil {
+			return r, err
+		}
+		published += n
+	}
+	posting := time.Since(start)
+	within := 60*time.Second + time.Duration(len(recs))*deliveryLatency/time.Duration(conc)*4
+	select {
+	case <-recv.all:
+	case <-time.After(within):
+		return r, fmt.Errorf("%d of %d replayed leads delivered after %s", recv.stats().distinct, len(recs), within)
+	case <-ctx.Done():
+		return r, ctx.Err()
+	case <-p.exited:
+		return r, fmt.Errorf("passerelle exited: %s", p.stderr)
+	}
+	s := recv.stats()
+	rate := float64(s.distinct) / s.span().Seconds()
+	ceiling := float64(conc) / s.meanLatency().Seconds()
+	r.addf("%d distinct leads replayed through the daemon's admin API (POST /admin/replay/records, 500 a call, %s to publish %d),", len(recs), posting.Round(time.Millisecond), published)
+	r.addf("delivered to a CRM receiver answering in %s; PASSERELLE_CRM_CONCURRENCY=%d", deliveryLatency, conc)
+	r.addf("%-34s %12s %14s %10s %11s", "run", "delivered/s", "ceiling (c/l)", "share", "duplicates")
+	r.addf("%-34s %12.0f %14.0f %10.2f %11d", "replay → CRM (50 ms)", rate, ceiling, rate/ceiling, s.duplicates)
+	r.check("replay → CRM share of concurrency/latency", fmt.Sprintf("%.2f", rate/ceiling), fmt.Sprintf("≥ %.1f", goalDeliveryShare), rate/ceiling >= goalDeliveryShare)
+	return r, nil
+}
+
+// postReplay posts records to the admin API's replay route and returns how many it published.
+func postReplay(ctx context.Context, admin string, recs []pipelines.ReplayRecord) (int, error) {
+	body, err := json.Marshal(map[string]any{"stage": pipelines.StageReceived, "records": recs})
+	if err != nil {
+		return 0, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+admin+"/admin/replay/records", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("admin replay: %w", err)
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Counts map[string]int `json:"counts"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("admin replay: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ans); err != nil {
+		return 0, fmt.Errorf("admin replay answer: %w", err)
+	}
+	return ans.Counts[pipelines.ReplayPublished], nil
 }
