@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/ecolix"
+	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -156,4 +157,68 @@ func TestReplayEcolixExportsDeliverEachRecordOnce(t *testing.T) {
 	for id := range want {
 		require.Equal(t, 1, count[id], "event %s once", id)
 	}
+}
+
+const replayShopApp = "../../testdata/replay/shopapp/snapshots-2026-11.jsonl"
+
+// shopAppDeliveryCounts counts the CRM's deliveries of Shop Application events by event id.
+func shopAppDeliveryCounts(f *fixture) map[string]int {
+	n := map[string]int{}
+	for _, d := range f.Receiver.Deliveries() {
+		var ev struct {
+			ID     string `json:"id"`
+			Source string `json:"source"`
+		}
+		if json.Unmarshal(d.Body, &ev) == nil && ev.Source == "shopapp" {
+			n[ev.ID]++
+		}
+	}
+	return n
+}
+
+func TestReplayShopAppSnapshotsRebuildTheChangesOnce(t *testing.T) {
+	t.Parallel()
+	shop, err := shopappsim.Start(shopappsim.Config{})
+	require.NoError(t, err)
+	t.Cleanup(shop.Close)
+	f := newFixture(t,
+		"PASSERELLE_SHOPAPP_URL="+shop.URL(),
+		"PASSERELLE_SHOPAPP_CLIENT_ID="+shop.ClientID(),
+		"PASSERELLE_SHOPAPP_CLIENT_SECRET="+shop.ClientSecret(),
+		"PASSERELLE_SHOPAPP_POLL_INTERVAL=1h",
+	)
+	f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	admin := f.run.App.AdminAddr()
+	code, out, errOut := runCLI(ctx, "replay", "--admin", admin, "--output", "json", "--source", "shopapp", replayShopApp)
+	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+	var rep struct {
+		Read   int            `json:"read"`
+		Counts map[string]int `json:"counts"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Equal(t, 77, rep.Read)
+	require.Equal(t, 77, rep.Counts["published"]+rep.Counts["unchanged"]+rep.Counts["older"], "every snapshot applied or skipped: %v", rep.Counts)
+	require.Positive(t, rep.Counts["unchanged"], "the repeated observations change nothing")
+	events := rep.Counts["events"]
+	require.GreaterOrEqual(t, events, 24, "at least each interface's creation: %v", rep.Counts)
+
+	var got map[string]int
+	require.True(t, assertEventually(60*time.Second, func() bool {
+		got = shopAppDeliveryCounts(f)
+		return len(got) == events
+	}), "CRM has %d of %d Shop Application events", len(got), events)
+	for id, n := range got {
+		require.Equal(t, 1, n, "event %s once", id)
+	}
+
+	// Again: every snapshot is the stored one or was applied already; nothing is published.
+	code, out, errOut = runCLI(ctx, "replay", "--admin", admin, "--output", "json", "--source", "shopapp", replayShopApp)
+	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+	rep.Counts = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Equal(t, 77, rep.Counts["unchanged"], "%v", rep.Counts)
+	require.Zero(t, rep.Counts["published"], "%v", rep.Counts)
+	require.Zero(t, rep.Counts["events"], "%v", rep.Counts)
 }

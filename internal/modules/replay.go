@@ -218,6 +218,11 @@ func replayDirectSources() map[string]func(body []byte) (string, error) {
 			}
 			return pipelines.SimpleboEventID(ev), nil
 		},
+		// Snapshots are not deduped within a run: their order is their history.
+		nameShopApp: func(b []byte) (string, error) {
+			_, err := pipelines.DecodeShopAppSnapshot(b, time.Now())
+			return "", err
+		},
 		nameEcolix: func(b []byte) (string, error) {
 			_, err := ecolix.DecodePage(b)
 			return "", err
@@ -256,7 +261,7 @@ prints the --resume position of the first record the daemon has not taken.`,
 		RunE: func(c *cobra.Command, args []string) error { return runReplay(c.Context(), cli, o, args) },
 	}
 	f := c.Flags()
-	f.StringVar(&o.source, "source", "", "the records' source: iciformation, simplebo or ecolix (required with files)")
+	f.StringVar(&o.source, "source", "", "the records' source: iciformation, simplebo, shopapp or ecolix (required with files)")
 	f.BoolVar(&o.fromJournal, "from-journal", false, "read the journal instead of files")
 	f.StringVar(&o.since, "since", "", "with --from-journal: first reception time, RFC 3339 or YYYY-MM-DD (UTC)")
 	f.StringVar(&o.until, "until", "", "with --from-journal: reception time to stop before, RFC 3339 or YYYY-MM-DD (UTC); default now")

@@ -48,7 +48,7 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 	if o.source != "" {
 		_, lead := sources[o.source]
 		if _, other := direct[o.source]; !lead && !other {
-			return UsageErrorf("--source %q: replay supports %s (Shop Application snapshots have no replay path yet)", o.source, supported)
+			return UsageErrorf("--source %q: replay supports %s", o.source, supported)
 		}
 	}
 	if o.stage != pipelines.StageReceived && o.stage != pipelines.StageNormalized {
