@@ -94,6 +94,14 @@ func AddJournal(ctx context.Context, w Wiring, j JournalAppender) error {
 	return w.handlerWith(ctx, "leads.journal", TopicLeadsReceived, "", s.Handle, SubscribeOptions{Subscribers: 4})
 }
 
+// AddSimpleboJournal adds the simplebo.journal stage: the JournalStage on simplebo.received,
+// journaling each webhook event as the ingest stored it (its fields as a JSON object, which
+// `passerelle replay` decodes as a webhook body), except those a replay published.
+func AddSimpleboJournal(ctx context.Context, w Wiring, j JournalAppender) error {
+	s := &JournalStage{Journal: j}
+	return w.handlerWith(ctx, "simplebo.journal", TopicSimpleboReceived, "", s.Handle, SubscribeOptions{})
+}
+
 // ReplayRecord is one record to replay: as received, from a journal or a partner's file.
 type ReplayRecord struct {
 	Source string `json:"source"`

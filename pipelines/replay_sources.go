@@ -32,7 +32,7 @@ func SimpleboReplay(in *SimpleboIngest) ReplayFunc {
 				counts[ReplayRejected]++
 				continue
 			}
-			if err := in.AcceptEvent(ctx, ev); err != nil {
+			if err := in.accept(ctx, ev, true); err != nil {
 				if errors.Is(err, simplebo.ErrInvalidEvent) {
 					counts[ReplayRejected]++
 					continue

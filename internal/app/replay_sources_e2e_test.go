@@ -13,6 +13,10 @@ import (
 
 	"github.com/passerelle/passerelle/connectors/ecolix"
 	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
+	"github.com/passerelle/passerelle/connectors/simplebo"
+	"github.com/passerelle/passerelle/connectors/simplebo/simplebosim"
+	"github.com/passerelle/passerelle/internal/httpapi"
+	"github.com/passerelle/passerelle/internal/journal"
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/pipelines"
 )
@@ -221,4 +225,53 @@ func TestReplayShopAppSnapshotsRebuildTheChangesOnce(t *testing.T) {
 	require.Equal(t, 77, rep.Counts["unchanged"], "%v", rep.Counts)
 	require.Zero(t, rep.Counts["published"], "%v", rep.Counts)
 	require.Zero(t, rep.Counts["events"], "%v", rep.Counts)
+}
+
+func TestSimpleboWebhookJournaledAndReplayedFromTheJournal(t *testing.T) {
+	t.Parallel()
+	sim := startSimpleboSim(t)
+	f := startSimplebo(t, sim, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	admin := f.run.App.AdminAddr()
+
+	// A replay is not journaled: what it carries is in its file already.
+	code, out, errOut := runCLI(ctx, "replay", "--admin", admin, "--source", "simplebo", replaySimplebo)
+	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+
+	// A live webhook event is.
+	hook := "http://" + f.run.App.HTTPAddr() + "/webhooks/simplebo/" + simpleboHookSecret
+	ev := simplebosim.EventsFor("J-1", time.Now().AddDate(0, -1, 0), simplebo.LeadCreated)[0]
+	status, err := sim.SendEvent(ctx, hook, ev, simplebosim.WithAuth(httpapi.TokenAuth{Scheme: httpapi.AuthToken, Token: simpleboHookToken}))
+	require.NoError(t, err)
+	require.Equal(t, 200, status)
+	dir := filepath.Join(f.DataDir, "journal")
+	var got []journal.Entry
+	require.True(t, assertEventually(20*time.Second, func() bool {
+		got = got[:0]
+		err := (&journal.Reader{}).ReadRange(ctx, dir, "simplebo", time.Time{}, time.Time{}, func(e journal.Entry, _ journal.Position) error {
+			got = append(got, e)
+			return nil
+		})
+		return err == nil && len(got) > 0
+	}), "the webhook event is journaled")
+	require.Len(t, got, 1, "only the live event: replays are not journaled")
+	back, err := pipelines.DecodeSimpleboReplay(got[0].RawBody())
+	require.NoError(t, err)
+	require.Equal(t, "J-1", back.Client.ClientID)
+	require.Equal(t, pipelines.SimpleboEventID(ev), pipelines.SimpleboEventID(back), "the journaled body keeps the event's id")
+
+	// Replayed from the journal: the same id, so nothing new reaches the CRM.
+	require.True(t, assertEventually(30*time.Second, func() bool {
+		for _, ev := range simpleboDelivered(f) {
+			if ev.Data.ClientID == "J-1" {
+				return true
+			}
+		}
+		return false
+	}), "the live event reaches the CRM")
+	code, out, errOut = runCLI(ctx, "replay", "--admin", admin, "--journal-dir", dir, "--from-journal", "--source", "simplebo",
+		"--since", time.Now().Add(-time.Hour).UTC().Format(time.RFC3339))
+	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
+	require.Contains(t, out, "published 1", out)
 }

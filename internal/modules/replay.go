@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -110,13 +111,22 @@ func (m *Replay) Build(ctx context.Context, env *Env) error {
 	c := config.Get[*ReplayConfig](env.Cfg, nameReplay)
 	m.JournalDir = journalDir(env.Cfg)
 	sources := sortedKeys(env.LeadSources)
-	w, err := journal.Open(m.JournalDir, journal.Options{Retention: c.JournalRetention, Now: env.Now, Metrics: journal.NewMetrics(env.Registry, sources...)})
+	journaled := sources
+	if _, ok := env.ReplaySources[pipelines.SourceSimplebo]; ok {
+		journaled = append(slices.Clone(sources), pipelines.SourceSimplebo)
+	}
+	w, err := journal.Open(m.JournalDir, journal.Options{Retention: c.JournalRetention, Now: env.Now, Metrics: journal.NewMetrics(env.Registry, journaled...)})
 	if err != nil {
 		return err
 	}
 	env.OnClose(w.Close)
 	if err := pipelines.AddJournal(ctx, env.Wiring, w); err != nil {
 		return err
+	}
+	if _, ok := env.ReplaySources[pipelines.SourceSimplebo]; ok {
+		if err := pipelines.AddSimpleboJournal(ctx, env.Wiring, w); err != nil {
+			return err
+		}
 	}
 	log := env.Log.With("module", nameReplay)
 	// Held while the daemon runs: `passerelle replay` opens the embedded broker itself only when
