@@ -124,7 +124,13 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 		if err == nil || r.sent > 0 || !errors.As(err, &op) || op.Op != "dial" {
 			return ans.Counts, err
 		}
-		// No daemon answers: if none runs on the data directory, publish into its broker.
+		// No daemon answers: if none runs on the data directory, publish into its broker. Only
+		// lead sources can: the others' ingest is their module's, in the daemon.
+		for _, rec := range recs {
+			if _, ok := sources[rec.Source]; !ok {
+				return nil, fmt.Errorf("%w; %s records are replayed by the running daemon only (start it, or give --admin)", err, rec.Source)
+			}
+		}
 		off, oerr := openOffline(ctx, cli)
 		if oerr != nil {
 			return nil, fmt.Errorf("%w; and the broker cannot be opened directly: %w", err, oerr)
