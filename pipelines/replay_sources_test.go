@@ -48,3 +48,18 @@ func TestShopAppReplayAppliesInOrderSkipsOlderAndApplied(t *testing.T) {
 	}
 	require.Len(t, e.counted.Published(), 5, "each change published once")
 }
+
+func FuzzDecodeShopAppSnapshot(f *testing.F) {
+	f.Add([]byte(`{"cle":"k1","date_creation":"2026-10-25 02:30:00","statut":"1","date_suppression":"0000-00-00 00:00:00","prestations":[{"code":"IN-A","date_creation":"2026-11-02 10:00:00","resilie":true,"date_resiliation":"","reference_unique":""}]}`))
+	f.Add([]byte(`{"cle":""}`))
+	f.Add([]byte(`[1]`))
+	now := time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := pipelines.DecodeShopAppSnapshot(b, now)
+		if err != nil {
+			return
+		}
+		require.NotEmpty(t, s.Key)
+		require.NotNil(t, s.Prestations)
+	})
+}
