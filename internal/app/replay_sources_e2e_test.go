@@ -15,9 +15,9 @@ import (
 	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/connectors/simplebo"
 	"github.com/passerelle/passerelle/connectors/simplebo/simplebosim"
+	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/journal"
-	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/pipelines"
 )
 

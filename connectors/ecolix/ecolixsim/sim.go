@@ -81,14 +81,14 @@ type Sim struct {
 	srv *http.Server
 	url string
 
-	mu        sync.Mutex
-	seq       int
-	nextID    int
-	data      map[string]map[string]*record
+	mu     sync.Mutex
+	seq    int
+	nextID int
+	data   map[string]map[string]*record
 	// sorted caches each resource's records in export order, valid while seq is sortedAt[r]:
 	// every write bumps seq, and a 100 000-record pull must not sort them again on every page.
-	sorted   map[string][]*record
-	sortedAt map[string]int
+	sorted    map[string][]*record
+	sortedAt  map[string]int
 	imports   map[string]string // reference → client id
 	arrivals  []time.Time       // within the last window
 	calls     []Call
