@@ -41,6 +41,8 @@ const (
 	// OriginAPI and OriginFile say where an Ecolix record came from.
 	OriginAPI  = "api"
 	OriginFile = "file"
+	// OriginReplay: a record fed by `passerelle replay` from an export page or a CSV file.
+	OriginReplay = "replay"
 
 	nsEcolixCursors = "ecolix.cursors"  // resource → ecolix.Cursor
 	nsEcolixClients = "ecolix.clients"  // Ecolix reference (our guid) → shopapp.Customer
@@ -138,6 +140,7 @@ func NewEcolixMetrics(reg prometheus.Registerer) *EcolixMetrics {
 	for _, r := range ecolix.Resources() {
 		m.events.WithLabelValues(r, OriginAPI)
 		m.events.WithLabelValues(r, OriginFile)
+		m.events.WithLabelValues(r, OriginReplay)
 	}
 	reg.MustRegister(m.polls, m.lastSuccess, m.duration, m.events, m.provision)
 	return m
@@ -205,7 +208,7 @@ func (p *EcolixPoller) Poll(ctx context.Context) (res EcolixPollResult, err erro
 	}
 	if p.Inbox != nil {
 		rep, err := p.Inbox.Scan(ctx, func(ctx context.Context, f ecolix.File, recs []ecolix.Record) error {
-			if err := p.publish(ctx, f.Resource, recs, OriginFile, f.Name); err != nil {
+			if err := p.Publish(ctx, f.Resource, recs, OriginFile, f.Name); err != nil {
 				return err
 			}
 			res.Events += len(recs)
@@ -241,7 +244,7 @@ func (p *EcolixPoller) pullResource(ctx context.Context, resource string) (int, 
 	if len(recs) == 0 {
 		return 0, nil
 	}
-	if err := p.publish(ctx, resource, recs, OriginAPI, ""); err != nil {
+	if err := p.Publish(ctx, resource, recs, OriginAPI, ""); err != nil {
 		return 0, err
 	}
 	b, err := json.Marshal(next)
@@ -254,9 +257,10 @@ func (p *EcolixPoller) pullResource(ctx context.Context, resource string) (int, 
 	return len(recs), nil
 }
 
-// publish sends records as events, then records client identities and turns validated quotes
-// into provisioning commands. It returns once all of it is durable.
-func (p *EcolixPoller) publish(ctx context.Context, resource string, recs []ecolix.Record, origin, file string) error {
+// Publish sends records as events, then records client identities and turns validated quotes
+// into provisioning commands. It returns once all of it is durable. Polls, the inbox and
+// replays all go through it: the same ids, topic and ordering key whatever brought a record.
+func (p *EcolixPoller) Publish(ctx context.Context, resource string, recs []ecolix.Record, origin, file string) error {
 	typ := EcolixEventType(resource)
 	if typ == "" {
 		return fmt.Errorf("unknown resource %q", resource)

@@ -94,6 +94,14 @@ func AddJournal(ctx context.Context, w Wiring, j JournalAppender) error {
 	return w.handlerWith(ctx, "leads.journal", TopicLeadsReceived, "", s.Handle, SubscribeOptions{Subscribers: 4})
 }
 
+// AddSimpleboJournal adds the simplebo.journal stage: the JournalStage on simplebo.received,
+// journaling each webhook event as the ingest stored it (its fields as a JSON object, which
+// `passerelle replay` decodes as a webhook body), except those a replay published.
+func AddSimpleboJournal(ctx context.Context, w Wiring, j JournalAppender) error {
+	s := &JournalStage{Journal: j}
+	return w.handlerWith(ctx, "simplebo.journal", TopicSimpleboReceived, "", s.Handle, SubscribeOptions{})
+}
+
 // ReplayRecord is one record to replay: as received, from a journal or a partner's file.
 type ReplayRecord struct {
 	Source string `json:"source"`
@@ -196,8 +204,11 @@ func (d *ReplayDedupe) Check(lead transforms.Lead) string {
 // Replayer publishes replayed records into the leads pipeline, at the stage asked.
 type Replayer struct {
 	Sources LeadSources
-	Pub     ContextPublisher
-	Now     func() time.Time
+	// Others replay the records of sources that are not lead sources, by source name; they
+	// always enter at their source's ingest, whatever the stage asked.
+	Others map[string]ReplayFunc
+	Pub    ContextPublisher
+	Now    func() time.Time
 }
 
 // ReplayCounts are a replay call's records by outcome.
@@ -214,7 +225,15 @@ func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string
 	counts := ReplayCounts{}
 	now := r.Now().UTC()
 	msgs := make([]*message.Message, 0, len(recs))
+	var others map[string][]ReplayRecord
 	for _, rec := range recs {
+		if _, ok := r.Others[rec.Source]; ok {
+			if others == nil {
+				others = map[string][]ReplayRecord{}
+			}
+			others[rec.Source] = append(others[rec.Source], rec)
+			continue
+		}
 		lead, err := r.Sources.CheckReplay(rec, now)
 		if err != nil {
 			counts[ReplayRejected]++
@@ -237,6 +256,15 @@ func (r *Replayer) Replay(ctx context.Context, recs []ReplayRecord, stage string
 		}
 		msg.Metadata.Set(MetaReplay, "1")
 		msgs = append(msgs, msg)
+	}
+	for src, recs := range others {
+		c, err := r.Others[src](ctx, recs)
+		for k, v := range c {
+			counts[k] += v
+		}
+		if err != nil {
+			return counts, err
+		}
 	}
 	if len(msgs) == 0 {
 		return counts, nil

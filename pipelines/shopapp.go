@@ -31,6 +31,9 @@ const (
 	EventPrestationCancelled    = "prestation.cancelled"
 
 	nsShopAppSnapshot = "shopapp.snapshot"
+	// nsShopAppReplayed holds the digests of the snapshots a replay applied: a second replay of
+	// the same history applies none of them again.
+	nsShopAppReplayed = "shopapp.replayed"
 )
 
 // ShopAppReader is what the poller needs from the Shop Application API.
@@ -173,13 +176,31 @@ func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 	if err != nil {
 		return res, err
 	}
+	var gone []string
+	for k := range prev {
+		if _, ok := current[k]; !ok {
+			gone = append(gone, k)
+		}
+	}
+	n, _, err := p.apply(ctx, prevRaw, prev, current, gone, nil)
+	if err != nil {
+		return res, err
+	}
+	return PollResult{Interfaces: len(current), Events: n}, nil
+}
+
+// apply publishes the changes from prev to current and then commits current's snapshots (and
+// deletes gone, and puts extra in the replay namespace) in one transaction: the step polls and
+// replays share. It returns the number of events and the snapshots committed.
+func (p *ShopAppPoller) apply(ctx context.Context, prevRaw map[string][]byte, prev, current map[string]InterfaceSnapshot, gone []string, extra map[string][]byte) (int, map[string]InterfaceSnapshot, error) {
+	res := 0
 	now := p.Now().UTC()
 	events, next := DiffShopApp(prev, current, now)
 	msgs := make([]*message.Message, 0, len(events))
 	for _, ev := range events {
 		payload, err := json.Marshal(ev)
 		if err != nil {
-			return res, fmt.Errorf("encode event: %w", err)
+			return res, nil, fmt.Errorf("encode event: %w", err)
 		}
 		m := message.NewMessage(ev.ID, payload)
 		setMeta(m, ev.ID, PipelineShopApp, "shopapp", now)
@@ -189,7 +210,7 @@ func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 	}
 	for i := 0; i < len(msgs); i += 256 {
 		if err := p.Pub.PublishContext(ctx, TopicShopAppEvents, msgs[i:min(i+256, len(msgs))]...); err != nil {
-			return res, fmt.Errorf("publish changes: %w", err)
+			return res, nil, fmt.Errorf("publish changes: %w", err)
 		}
 	}
 	kv := make(map[string][]byte, len(next))
@@ -199,20 +220,19 @@ func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 		}
 		b, err := json.Marshal(s)
 		if err != nil {
-			return res, err
+			return res, nil, err
 		}
 		kv[k] = b
 	}
-	var gone []string
-	for k := range prev {
-		if _, ok := next[k]; !ok {
-			gone = append(gone, k)
+	if err := p.Store.PutStates(ctx, nsShopAppSnapshot, kv, gone); err != nil {
+		return res, nil, fmt.Errorf("commit snapshots: %w", err)
+	}
+	if len(extra) > 0 {
+		if err := p.Store.PutStates(ctx, nsShopAppReplayed, extra, nil); err != nil {
+			return res, nil, fmt.Errorf("commit replayed snapshots: %w", err)
 		}
 	}
-	if err := p.Store.PutStates(ctx, nsShopAppSnapshot, kv, gone); err != nil {
-		return res, fmt.Errorf("commit snapshots: %w", err)
-	}
-	return PollResult{Interfaces: len(current), Events: len(events)}, nil
+	return len(events), next, nil
 }
 
 func sameSnapshot(old []byte, s InterfaceSnapshot) bool {
@@ -253,16 +273,12 @@ func (p *ShopAppPoller) fetchOne(ctx context.Context, key string) (InterfaceSnap
 	if err != nil {
 		return InterfaceSnapshot{}, err
 	}
-	s := InterfaceSnapshot{Key: key, Status: int(d.Status), CreatedAt: d.Created.Time.UTC(), Prestations: map[string]PrestationSnapshot{}}
-	if !d.DeletionDate.IsZero() {
-		t := d.DeletionDate.Time.UTC()
-		s.DeletionAt = &t
-	}
 	codes, err := p.API.InterfacePrestations(ctx, key)
 	if err != nil {
 		return InterfaceSnapshot{}, err
 	}
 	seen := map[string]bool{}
+	var all []shopapp.PrestationOccurrence
 	for _, code := range codes {
 		if seen[code] {
 			continue // a code listed once per occurrence: its detail already lists them all
@@ -272,23 +288,35 @@ func (p *ShopAppPoller) fetchOne(ctx context.Context, key string) (InterfaceSnap
 		if err != nil {
 			return InterfaceSnapshot{}, err
 		}
-		for _, o := range occs {
-			ps := PrestationSnapshot{Code: o.Code, Ref: o.Reference, OrderedAt: o.Created.Time.UTC()}
-			if o.Cancelled {
-				t := o.CancelledAt.Time.UTC()
-				if o.CancelledAt.IsZero() {
-					t = p.Now().UTC()
-				}
-				ps.CancelledAt = &t
-			}
-			ref := o.Reference
-			if ref == "" {
-				ref = o.Code
-			}
-			s.Prestations[ref] = ps
-		}
+		all = append(all, occs...)
 	}
-	return s, nil
+	return interfaceSnapshotOf(key, d, all, p.Now()), nil
+}
+
+// interfaceSnapshotOf is what the poller keeps of an interface, from its detail and its prestations'
+// occurrences; a cancellation without a date is dated now.
+func interfaceSnapshotOf(key string, d shopapp.InterfaceDetail, occs []shopapp.PrestationOccurrence, now time.Time) InterfaceSnapshot {
+	s := InterfaceSnapshot{Key: key, Status: int(d.Status), CreatedAt: d.Created.Time.UTC(), Prestations: map[string]PrestationSnapshot{}}
+	if !d.DeletionDate.IsZero() {
+		t := d.DeletionDate.Time.UTC()
+		s.DeletionAt = &t
+	}
+	for _, o := range occs {
+		ps := PrestationSnapshot{Code: o.Code, Ref: o.Reference, OrderedAt: o.Created.Time.UTC()}
+		if o.Cancelled {
+			t := o.CancelledAt.Time.UTC()
+			if o.CancelledAt.IsZero() {
+				t = now.UTC()
+			}
+			ps.CancelledAt = &t
+		}
+		ref := o.Reference
+		if ref == "" {
+			ref = o.Code
+		}
+		s.Prestations[ref] = ps
+	}
+	return s
 }
 
 // DiffShopApp compares the last snapshots with what the API shows now and returns the events, in a

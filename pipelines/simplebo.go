@@ -613,6 +613,11 @@ func SimpleboEventID(ev simplebo.Event) string {
 
 // AcceptEvent implements simplebo.EventAcceptor.
 func (in *SimpleboIngest) AcceptEvent(ctx context.Context, ev simplebo.Event) error {
+	return in.accept(ctx, ev, false)
+}
+
+// accept publishes ev; a replayed one is marked MetaReplay, so the journal does not keep it again.
+func (in *SimpleboIngest) accept(ctx context.Context, ev simplebo.Event, replay bool) error {
 	start := time.Now()
 	in.metrics.In.Inc()
 	defer func() { in.metrics.Duration.Observe(time.Since(start).Seconds()) }()
@@ -625,6 +630,9 @@ func (in *SimpleboIngest) AcceptEvent(ctx context.Context, ev simplebo.Event) er
 	msg := message.NewMessage(id, raw)
 	setMeta(msg, id, PipelineSimplebo, SourceSimplebo, in.now())
 	msg.Metadata.Set(MetaOrderingKey, ev.Client.ClientID)
+	if replay {
+		msg.Metadata.Set(MetaReplay, "1")
+	}
 	ctx, cancel := context.WithTimeout(ctx, simpleboIngestWait)
 	defer cancel()
 	in.yield.Storing()

@@ -60,7 +60,7 @@ func main() {
 	flag.DurationVar(&o.warmup, "warmup", 2*time.Second, "load before each measured run, not counted")
 	flag.IntVar(&o.connections, "connections", 64, "concurrent keep-alive connections of the load generator")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each figure is the median of the rounds")
-	flag.StringVar(&o.only, "only", "", "run only one benchmark: ingest, delivery, billing or poll")
+	flag.StringVar(&o.only, "only", "", "run only one benchmark: ingest, delivery, billing, poll, replay or ecolix")
 	flag.StringVar(&o.loadgen, "loadgen", "auto", "load generator: auto (wrk when on PATH), wrk or go")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temporary directory (binaries, data, logs)")
 	flag.StringVar(&o.daemonBin, "passerelle", "", "passerelle binary to measure; empty builds ./cmd/passerelle as make build does")
@@ -82,9 +82,9 @@ func main() {
 		os.Exit(2)
 	}
 	switch o.only {
-	case "", "ingest", "delivery", "billing", "poll":
+	case "", "ingest", "delivery", "billing", "poll", "replay", "ecolix":
 	default:
-		fmt.Fprintf(os.Stderr, "passerelle-bench: -only %q: want ingest, delivery, billing or poll\n", o.only)
+		fmt.Fprintf(os.Stderr, "passerelle-bench: -only %q: want ingest, delivery, billing, poll, replay or ecolix\n", o.only)
 		os.Exit(2)
 	}
 
@@ -137,6 +137,8 @@ func main() {
 	run("delivery", func() (report, error) { return benchDelivery(ctx, o, tmp, daemon) })
 	run("billing", func() (report, error) { return benchBilling(ctx, o, tmp) })
 	run("poll", func() (report, error) { return benchPoll(ctx, tmp) })
+	run("replay", func() (report, error) { return benchReplay(ctx, o, tmp, daemon) })
+	run("ecolix", func() (report, error) { return benchEcolix(ctx) })
 	os.Exit(verdict(os.Stdout, errored, missed, o.reportOnly))
 }
 

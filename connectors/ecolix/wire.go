@@ -71,6 +71,10 @@ type wireImportAnswer struct {
 	Cree bool            `json:"cree"`
 }
 
+// DecodePage reads an export page as the API answers it ({"donnees": […], …}): for replays of
+// saved exports.
+func DecodePage(body []byte) (Page, error) { return decodePage(body) }
+
 // decodePage reads an export answer; a record without a usable id or date_modification fails the
 // page, since a cursor cannot be kept over it.
 func decodePage(body []byte) (Page, error) {

@@ -170,7 +170,7 @@ func TestReplayDryRunCountsAndPublishesNothing(t *testing.T) {
 	}
 	require.Zero(t, f.stageCount(t, "normalize", "in"), "a dry run publishes nothing")
 
-	code, _, errOut = runCLI(ctx, "replay", "--source", "simplebo", replaySample)
+	code, _, errOut = runCLI(ctx, "replay", "--source", "bogus", replaySample)
 	require.Equal(t, cli.ExitUsage, code)
 	require.Contains(t, errOut, "replay supports iciformation")
 }

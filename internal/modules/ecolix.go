@@ -296,6 +296,7 @@ func (m *Ecolix) Build(ctx context.Context, env *Env) error {
 			p.Inbox = in
 		}
 		m.Poller = p
+		env.addReplaySource(nameEcolix, pipelines.EcolixReplay(p))
 		env.Go(func(ctx context.Context) { p.Run(ctx, c.PollInterval) })
 	}
 	return pipelines.AddEcolix(ctx, env.Wiring, env.CRM, imp, env.Store)

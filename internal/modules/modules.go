@@ -111,6 +111,9 @@ type Env struct {
 	Hasher redact.Hasher
 	// LeadSources decode what lead sources received, by source name.
 	LeadSources pipelines.LeadSources
+	// ReplaySources replay other sources' records (Simplébo, Ecolix) through their ingest, by
+	// source name, set by their modules for `passerelle replay`.
+	ReplaySources map[string]pipelines.ReplayFunc
 	// Catalogue is Shop Application's price list, set by the shopapp module for billing.
 	Catalogue pipelines.CatalogueReader
 	// BillingSources add other partners' clients to the billing file (Simplébo's).

@@ -9,11 +9,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/passerelle/passerelle/connectors/ecolix"
 	"github.com/passerelle/passerelle/connectors/iciformation"
 	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/config"
@@ -109,13 +111,22 @@ func (m *Replay) Build(ctx context.Context, env *Env) error {
 	c := config.Get[*ReplayConfig](env.Cfg, nameReplay)
 	m.JournalDir = journalDir(env.Cfg)
 	sources := sortedKeys(env.LeadSources)
-	w, err := journal.Open(m.JournalDir, journal.Options{Retention: c.JournalRetention, Now: env.Now, Metrics: journal.NewMetrics(env.Registry, sources...)})
+	journaled := sources
+	if _, ok := env.ReplaySources[pipelines.SourceSimplebo]; ok {
+		journaled = append(slices.Clone(sources), pipelines.SourceSimplebo)
+	}
+	w, err := journal.Open(m.JournalDir, journal.Options{Retention: c.JournalRetention, Now: env.Now, Metrics: journal.NewMetrics(env.Registry, journaled...)})
 	if err != nil {
 		return err
 	}
 	env.OnClose(w.Close)
 	if err := pipelines.AddJournal(ctx, env.Wiring, w); err != nil {
 		return err
+	}
+	if _, ok := env.ReplaySources[pipelines.SourceSimplebo]; ok {
+		if err := pipelines.AddSimpleboJournal(ctx, env.Wiring, w); err != nil {
+			return err
+		}
 	}
 	log := env.Log.With("module", nameReplay)
 	// Held while the daemon runs: `passerelle replay` opens the embedded broker itself only when
@@ -135,7 +146,8 @@ func (m *Replay) Build(ctx context.Context, env *Env) error {
 		})
 	})
 
-	replayer := &pipelines.Replayer{Sources: env.LeadSources, Pub: env.Pub, Now: env.Now}
+	replayer := &pipelines.Replayer{Sources: env.LeadSources, Others: env.ReplaySources, Pub: env.Pub, Now: env.Now}
+	sources = append(sources, sortedKeys(env.ReplaySources)...)
 	env.Admin.HandleFunc("POST /admin/replay/records", func(w http.ResponseWriter, r *http.Request) {
 		body, err := httpapi.ReadBody(w, r, maxReplayRequest)
 		if err != nil {
@@ -148,7 +160,8 @@ func (m *Replay) Build(ctx context.Context, env *Env) error {
 			return
 		}
 		for _, rec := range req.Records {
-			if _, ok := env.LeadSources[rec.Source]; !ok {
+			_, lead := env.LeadSources[rec.Source]
+			if _, other := env.ReplaySources[rec.Source]; !lead && !other {
 				httpapi.WriteError(w, http.StatusBadRequest, fmt.Sprintf("source %q: the daemon replays %s", rec.Source, strings.Join(sources, ", ")))
 				return
 			}
@@ -196,11 +209,43 @@ type replayAnswer struct {
 	Counts pipelines.ReplayCounts `json:"counts"`
 }
 
-// replaySources are the sources `passerelle replay` reads, with the decoders the daemon's
-// modules wire (Leads.Build). Simplébo, Shop Application and Ecolix records have no replay path
-// yet: they are refused by name.
+// replaySources are the lead sources `passerelle replay` reads, with the decoders the daemon's
+// modules wire (Leads.Build).
 func replaySources() pipelines.LeadSources {
 	return pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}
+}
+
+// replayDirectSources are the other sources `passerelle replay` reads: their records go to the
+// daemon as read, where their module's ingest decodes and publishes them (Env.ReplaySources).
+// Here a record is only checked, for dry runs and the dedupe within a run: the func returns its
+// event id ("" when a record has none of its own, as an Ecolix page).
+func replayDirectSources() map[string]func(body []byte) (string, error) {
+	return map[string]func([]byte) (string, error){
+		pipelines.SourceSimplebo: func(b []byte) (string, error) {
+			ev, err := pipelines.DecodeSimpleboReplay(b)
+			if err != nil {
+				return "", err
+			}
+			return pipelines.SimpleboEventID(ev), nil
+		},
+		// Snapshots are not deduped within a run: their order is their history.
+		nameShopApp: func(b []byte) (string, error) {
+			_, err := pipelines.DecodeShopAppSnapshot(b, time.Now())
+			return "", err
+		},
+		nameEcolix: func(b []byte) (string, error) {
+			_, err := ecolix.DecodePage(b)
+			return "", err
+		},
+	}
+}
+
+// addReplaySource registers a module's replay path for source.
+func (e *Env) addReplaySource(source string, f pipelines.ReplayFunc) {
+	if e.ReplaySources == nil {
+		e.ReplaySources = map[string]pipelines.ReplayFunc{}
+	}
+	e.ReplaySources[source] = f
 }
 
 // Commands implements Commander.
@@ -226,7 +271,7 @@ prints the --resume position of the first record the daemon has not taken.`,
 		RunE: func(c *cobra.Command, args []string) error { return runReplay(c.Context(), cli, o, args) },
 	}
 	f := c.Flags()
-	f.StringVar(&o.source, "source", "", "the records' source: iciformation (required with files)")
+	f.StringVar(&o.source, "source", "", "the records' source: iciformation, simplebo, shopapp or ecolix (required with files)")
 	f.BoolVar(&o.fromJournal, "from-journal", false, "read the journal instead of files")
 	f.StringVar(&o.since, "since", "", "with --from-journal: first reception time, RFC 3339 or YYYY-MM-DD (UTC)")
 	f.StringVar(&o.until, "until", "", "with --from-journal: reception time to stop before, RFC 3339 or YYYY-MM-DD (UTC); default now")

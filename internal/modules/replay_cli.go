@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/term"
 
+	"github.com/passerelle/passerelle/connectors/ecolix"
 	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/internal/config"
 	"github.com/passerelle/passerelle/internal/httpapi"
@@ -41,11 +43,12 @@ const (
 )
 
 func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) error {
-	sources := replaySources()
-	supported := strings.Join(sortedKeys(sources), ", ")
+	sources, direct := replaySources(), replayDirectSources()
+	supported := strings.Join(append(sortedKeys(sources), sortedKeys(direct)...), ", ")
 	if o.source != "" {
-		if _, ok := sources[o.source]; !ok {
-			return UsageErrorf("--source %q: replay supports %s (Simplébo, Shop Application and Ecolix records have no replay path yet)", o.source, supported)
+		_, lead := sources[o.source]
+		if _, other := direct[o.source]; !lead && !other {
+			return UsageErrorf("--source %q: replay supports %s", o.source, supported)
 		}
 	}
 	if o.stage != pipelines.StageReceived && o.stage != pipelines.StageNormalized {
@@ -102,7 +105,7 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 		window = config.Get[*LeadsConfig](cfg, nameLeads).DedupeWindow
 	}
 	r := &replayRun{
-		dedupe: pipelines.ReplayDedupe{Window: window}, sources: sources, dryRun: o.dryRun, stage: o.stage, rate: o.rate, batch: o.batch, resume: resume,
+		dedupe: pipelines.ReplayDedupe{Window: window}, sources: sources, direct: direct, dryRun: o.dryRun, stage: o.stage, rate: o.rate, batch: o.batch, resume: resume,
 		out: cli.Err, now: time.Now,
 	}
 	var offline *offlineReplayer
@@ -121,7 +124,13 @@ func runReplay(ctx context.Context, cli *CLI, o replayOptions, args []string) er
 		if err == nil || r.sent > 0 || !errors.As(err, &op) || op.Op != "dial" {
 			return ans.Counts, err
 		}
-		// No daemon answers: if none runs on the data directory, publish into its broker.
+		// No daemon answers: if none runs on the data directory, publish into its broker. Only
+		// lead sources can: the others' ingest is their module's, in the daemon.
+		for _, rec := range recs {
+			if _, ok := sources[rec.Source]; !ok {
+				return nil, fmt.Errorf("%w; %s records are replayed by the running daemon only (start it, or give --admin)", err, rec.Source)
+			}
+		}
 		off, oerr := openOffline(ctx, cli)
 		if oerr != nil {
 			return nil, fmt.Errorf("%w; and the broker cannot be opened directly: %w", err, oerr)
@@ -195,6 +204,8 @@ func sortedKeys[V any](m map[string]V) []string {
 // replayRun is one replay: records read, checked, deduped within the run and sent in batches.
 type replayRun struct {
 	sources  pipelines.LeadSources
+	direct   map[string]func([]byte) (string, error) // replayDirectSources
+	seen     map[string]struct{}                     // event ids of direct records sent this run
 	dedupe   pipelines.ReplayDedupe
 	dryRun   bool
 	stage    string
@@ -252,6 +263,9 @@ func (r *replayRun) files(ctx context.Context, source string, paths []string) er
 		for _, p := range paths {
 			_ = (&journal.Reader{}).ReadRaw(ctx, p, source, func(journal.Entry, journal.Position) error { r.total++; return nil })
 		}
+	}
+	if source == nameEcolix {
+		return r.stop(r.ecolixFiles(ctx, paths))
 	}
 	rd := r.reader()
 	for _, p := range paths {
@@ -314,6 +328,9 @@ func (r *replayRun) add(ctx context.Context) func(journal.Entry, journal.Positio
 		}
 		r.read++
 		defer r.showProgress(false)
+		if check, ok := r.direct[e.Source]; ok {
+			return r.addDirect(ctx, pipelines.ReplayRecord{Source: e.Source, ReceivedAt: e.ReceivedAt, Body: e.RawBody()}, pos, check)
+		}
 		if _, ok := r.sources[e.Source]; !ok {
 			r.counts[replayUnsupported]++
 			return nil
@@ -325,6 +342,114 @@ func (r *replayRun) add(ctx context.Context) func(journal.Entry, journal.Positio
 		}
 		return nil
 	}
+}
+
+// addDirect checks a record of a direct source and queues it, unless an earlier record of the
+// run had its event id.
+func (r *replayRun) addDirect(ctx context.Context, rec pipelines.ReplayRecord, pos journal.Position, check func([]byte) (string, error)) error {
+	id, err := check(rec.Body)
+	if err != nil {
+		r.counts[pipelines.ReplayRejected]++
+		r.report1(fmt.Sprintf("%s: rejected: %v", pos, err))
+		return nil
+	}
+	if id != "" {
+		if r.seen == nil {
+			r.seen = map[string]struct{}{}
+		}
+		if _, ok := r.seen[id]; ok {
+			r.counts[pipelines.ReplayDuplicate]++
+			return nil
+		}
+		r.seen[id] = struct{}{}
+	}
+	if r.dryRun {
+		r.counts[replayToPublish]++
+		return nil
+	}
+	if len(r.pending) == 0 {
+		r.first = pos
+	}
+	r.pending = append(r.pending, rec)
+	if len(r.pending) >= r.batch {
+		return r.flush(ctx)
+	}
+	return nil
+}
+
+// ecolixFiles replays Ecolix exports: API export pages ({"donnees": […]}, one per line) or
+// file-mode CSV files, the resource named by the file's name (clients…, devis…). Each file's
+// records go as pages of at most ecolixReplayPage records, one replay record each.
+func (r *replayRun) ecolixFiles(ctx context.Context, paths []string) error {
+	check := r.direct[nameEcolix]
+	for _, path := range paths {
+		resource := ecolixResourceOf(path)
+		if resource == "" {
+			return UsageErrorf("%s: the file name must start with an Ecolix resource (%s)", path, strings.Join(ecolix.Resources(), ", "))
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return fmt.Errorf("replay: %w", err)
+		}
+		var pages [][]json.RawMessage
+		if strings.HasSuffix(strings.ToLower(path), ".csv") {
+			recs, err := ecolix.ParseCSV(data)
+			if err != nil {
+				r.read++
+				r.counts[pipelines.ReplayMalformed]++
+				r.report1(fmt.Sprintf("%s: %v", path, err))
+				continue
+			}
+			raws := make([]json.RawMessage, len(recs))
+			for i, rec := range recs {
+				raws[i] = rec.Raw
+			}
+			pages = append(pages, raws)
+		} else {
+			for i, line := range bytes.Split(data, []byte("\n")) {
+				if len(bytes.TrimSpace(line)) == 0 {
+					continue
+				}
+				var p struct {
+					Donnees []json.RawMessage `json:"donnees"`
+				}
+				if err := json.Unmarshal(line, &p); err != nil {
+					r.read++
+					r.counts[pipelines.ReplayMalformed]++
+					r.report1(fmt.Sprintf("%s:%d: not an export page: %v", path, i+1, err))
+					continue
+				}
+				pages = append(pages, p.Donnees)
+			}
+		}
+		for _, recs := range pages {
+			for lo := 0; lo < len(recs); lo += ecolixReplayPage {
+				body, err := json.Marshal(pipelines.EcolixReplayPage{Resource: resource, Donnees: recs[lo:min(lo+ecolixReplayPage, len(recs))]})
+				if err != nil {
+					return err
+				}
+				r.read++
+				if err := r.addDirect(ctx, pipelines.ReplayRecord{Source: nameEcolix, Body: body}, journal.Position{File: path, Line: 1}, check); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return r.finish(ctx)
+}
+
+// ecolixReplayPage is the records per replayed page: the API's largest page.
+const ecolixReplayPage = 500
+
+// ecolixResourceOf is the resource a file's name starts with, "" when none.
+func ecolixResourceOf(path string) string {
+	base := strings.ToLower(filepath.Base(path))
+	for _, r := range ecolix.Resources() {
+		if strings.HasPrefix(base, r) {
+			return r
+		}
+	}
+	return ""
 }
 
 // replayChunk is how many records are checked at once, on every core.

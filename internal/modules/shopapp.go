@@ -107,6 +107,7 @@ func (m *ShopApp) Build(ctx context.Context, env *Env) error {
 		prov = &pipelines.Provisioner{API: client, Store: env.Store}
 		m.Poller = &pipelines.ShopAppPoller{API: client, Store: env.Store, Pub: env.Pub, Concurrency: c.Concurrency,
 			Log: env.Log.With("pipeline", nameShopApp), Now: env.Now, Metrics: pipelines.NewShopAppMetrics(env.Registry)}
+		env.addReplaySource(nameShopApp, pipelines.ShopAppReplay(m.Poller))
 		env.Go(func(ctx context.Context) { m.Poller.Run(ctx, c.PollInterval) })
 	}
 	return pipelines.AddShopApp(ctx, env.Wiring, env.CRM, prov, env.Store)

@@ -241,6 +241,8 @@ func (m *Simplebo) Build(ctx context.Context, env *Env) error {
 		}
 		httpapi.WriteJSON(w, http.StatusAccepted, map[string]string{"queued": msg.UUID, "topic": pipelines.TopicSimpleboProvision})
 	})
+	// Replays go through the webhook's ingest, whether the webhook is on or not.
+	env.addReplaySource(pipelines.SourceSimplebo, pipelines.SimpleboReplay(pipelines.NewSimpleboIngest(env.Pub, env.Stages, env.Yield, env.Now)))
 	if c.WebhookSecret == "" {
 		return nil
 	}

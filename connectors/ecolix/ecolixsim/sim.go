@@ -81,10 +81,14 @@ type Sim struct {
 	srv *http.Server
 	url string
 
-	mu        sync.Mutex
-	seq       int
-	nextID    int
-	data      map[string]map[string]*record
+	mu     sync.Mutex
+	seq    int
+	nextID int
+	data   map[string]map[string]*record
+	// sorted caches each resource's records in export order, valid while seq is sortedAt[r]:
+	// every write bumps seq, and a 100 000-record pull must not sort them again on every page.
+	sorted    map[string][]*record
+	sortedAt  map[string]int
 	imports   map[string]string // reference → client id
 	arrivals  []time.Time       // within the last window
 	calls     []Call
@@ -431,15 +435,28 @@ func (s *Sim) export(w http.ResponseWriter, r *http.Request, resource string) {
 		httpapi.WriteError(w, http.StatusNotFound, "ressource inconnue")
 		return
 	}
-	var sel []*record
-	for _, rec := range tab {
-		if !rec.mod.Before(since) { // inclusive, as the contract says
-			sel = append(sel, rec)
+	all, ok := s.sorted[resource]
+	if !ok || s.sortedAt[resource] != s.seq {
+		all = make([]*record, 0, len(tab))
+		for _, rec := range tab {
+			all = append(all, rec)
 		}
+		slices.SortFunc(all, func(a, b *record) int {
+			return cmp.Or(a.mod.Compare(b.mod), cmp.Compare(a.seq, b.seq))
+		})
+		if s.sorted == nil {
+			s.sorted, s.sortedAt = map[string][]*record{}, map[string]int{}
+		}
+		s.sorted[resource], s.sortedAt[resource] = all, s.seq
 	}
-	slices.SortFunc(sel, func(a, b *record) int {
-		return cmp.Or(a.mod.Compare(b.mod), cmp.Compare(a.seq, b.seq))
+	// Inclusive of since, as the contract says.
+	from, _ := slices.BinarySearchFunc(all, since, func(r *record, t time.Time) int {
+		if r.mod.Before(t) {
+			return -1
+		}
+		return 1
 	})
+	sel := all[from:]
 	ans := exportAnswer{Page: page, Total: len(sel), Pages: (len(sel) + perPage - 1) / perPage, Donnees: []map[string]any{}}
 	for _, rec := range sel[min((page-1)*perPage, len(sel)):min(page*perPage, len(sel))] {
 		f := make(map[string]any, len(rec.fields))
