@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -77,6 +78,9 @@ type Guard struct {
 	floor Floor
 	stat  func(dir string) (free, total uint64, err error)
 	probe func(ctx context.Context) error
+
+	// isLow mirrors the state below for the hot path: every webhook request reads it.
+	isLow atomic.Bool
 
 	mu         sync.Mutex
 	diskLow    string // why the disk is below the floor; "" when not
@@ -166,10 +170,12 @@ func (g *Guard) updateLocked() {
 		g.lowSince = time.Time{}
 	}
 	if g.diskLow != "" || g.storeErr != "" {
+		g.isLow.Store(true)
 		g.low.Set(1)
 		g.lowSince = now
 		return
 	}
+	g.isLow.Store(false)
 	g.low.Set(0)
 	close(g.changed)
 	g.changed = make(chan struct{})
@@ -177,7 +183,7 @@ func (g *Guard) updateLocked() {
 
 // Low says whether to take no work, and why.
 func (g *Guard) Low() (bool, string) {
-	if g == nil {
+	if g == nil || !g.isLow.Load() {
 		return false, ""
 	}
 	g.mu.Lock()
