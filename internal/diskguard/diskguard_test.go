@@ -14,8 +14,8 @@ func TestParseFloor(t *testing.T) {
 		want  uint64
 		bad   bool
 	}{
-		{"", 100e9, 500e6, false},     // the smaller of 5% and 500 MB
-		{"", 1e9, 50e6, false},        // 5% of a small disk
+		{"", 100e9, 500e6, false}, // the smaller of 5% and 500 MB
+		{"", 1e9, 50e6, false},    // 5% of a small disk
 		{"auto", 1e9, 50e6, false},
 		{"10%", 1e9, 100e6, false},
 		{"500MB", 1e12, 500e6, false},
