@@ -172,21 +172,7 @@ type EcolixPollResult struct {
 // inbox.
 func (p *EcolixPoller) Poll(ctx context.Context) (res EcolixPollResult, err error) {
 	start := time.Now()
-	defer func() {
-		outcome := "ok"
-		switch {
-		case err != nil:
-			outcome = "error"
-		case res.Skipped:
-			outcome = "skipped"
-		default:
-			p.Metrics.lastSuccess.SetToCurrentTime()
-		}
-		p.Metrics.polls.WithLabelValues(outcome).Inc()
-		if !res.Skipped {
-			p.Metrics.duration.Observe(time.Since(start).Seconds())
-		}
-	}()
+	defer func() { observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped) }()
 	release, ok, err := p.Store.TryLock(ctx, "ecolix.poller")
 	if err != nil {
 		return res, fmt.Errorf("ecolix poller lock: %w", err)

@@ -138,19 +138,7 @@ type PollResult struct {
 // receivers drop) and never an old change after a restart.
 func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 	start := time.Now()
-	defer func() {
-		outcome := "ok"
-		switch {
-		case err != nil:
-			outcome = "error"
-		case res.Skipped:
-			outcome = "skipped"
-		default:
-			p.Metrics.lastSuccess.SetToCurrentTime()
-		}
-		p.Metrics.polls.WithLabelValues(outcome).Inc()
-		p.Metrics.duration.Observe(time.Since(start).Seconds())
-	}()
+	defer func() { observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped) }()
 	release, ok, err := p.Store.TryLock(ctx, "shopapp.poller")
 	if err != nil {
 		return res, fmt.Errorf("poller lock: %w", err)
@@ -437,6 +425,24 @@ func (p *ShopAppPoller) pollLoop(ctx context.Context, interval time.Duration) {
 				p.Log.Info("shopapp poll", "interfaces", res.Interfaces, "changes", res.Events)
 			}
 		}
+	}
+}
+
+// observePoll counts a poll by outcome (ok, error, skipped), times it unless it was skipped, and
+// marks a success: what every poller reports.
+func observePoll(polls *prometheus.CounterVec, lastSuccess prometheus.Gauge, duration prometheus.Observer, start time.Time, err error, skipped bool) {
+	outcome := "ok"
+	switch {
+	case err != nil:
+		outcome = "error"
+	case skipped:
+		outcome = "skipped"
+	default:
+		lastSuccess.SetToCurrentTime()
+	}
+	polls.WithLabelValues(outcome).Inc()
+	if !skipped {
+		duration.Observe(time.Since(start).Seconds())
 	}
 }
 
