@@ -172,7 +172,9 @@ type EcolixPollResult struct {
 // inbox.
 func (p *EcolixPoller) Poll(ctx context.Context) (res EcolixPollResult, err error) {
 	start := time.Now()
-	defer func() { observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped) }()
+	defer func() {
+		observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped)
+	}()
 	release, ok, err := p.Store.TryLock(ctx, "ecolix.poller")
 	if err != nil {
 		return res, fmt.Errorf("ecolix poller lock: %w", err)

@@ -138,7 +138,9 @@ type PollResult struct {
 // receivers drop) and never an old change after a restart.
 func (p *ShopAppPoller) Poll(ctx context.Context) (res PollResult, err error) {
 	start := time.Now()
-	defer func() { observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped) }()
+	defer func() {
+		observePoll(p.Metrics.polls, p.Metrics.lastSuccess, p.Metrics.duration, start, err, res.Skipped)
+	}()
 	release, ok, err := p.Store.TryLock(ctx, "shopapp.poller")
 	if err != nil {
 		return res, fmt.Errorf("poller lock: %w", err)
