@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -49,7 +50,7 @@ func TestBacklogs(t *testing.T) {
 		require.True(t, ok, "no %s for stage %s", name, stage)
 		return v
 	}
-	waitUntil(t, "a backlog of 3 at normalize", func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 })
+	testwait.For(t, 10*time.Second, "a backlog of 3 at normalize", func() bool { return gauge("passerelle_stage_backlog_messages", "normalize") == 3 })
 	require.InDelta(t, time.Hour.Seconds(), gauge("passerelle_stage_backlog_oldest_seconds", "normalize"), 60)
 	require.Zero(t, gauge("passerelle_stage_backlog_messages", "deadletter"))
 	require.Zero(t, gauge("passerelle_stage_backlog_oldest_seconds", "deadletter"))

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/sftp"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -104,7 +105,7 @@ func TestBillingSchedulePanic(t *testing.T) {
 	// The retry loop ticks too: its runs panic as well and must not kill the daemon either.
 	startSchedule(t, b, 30*time.Millisecond)
 
-	waitUntil(t, "panics counted and logged", func() bool {
+	testwait.For(t, 10*time.Second, "panics counted and logged", func() bool {
 		return runsTotal(t, reg, "panic") >= 2 && logs.count("panicked") >= 2
 	})
 	pending, err := st.BillingPending(ctx)
@@ -117,11 +118,11 @@ func TestBillingSchedulePanic(t *testing.T) {
 	require.False(t, uploaded)
 
 	up.panics.Store(false)
-	waitUntil(t, "the schedule survived the panics and uploaded", func() bool {
+	testwait.For(t, 10*time.Second, "the schedule survived the panics and uploaded", func() bool {
 		_, ok, err := st.UploadFor(ctx, october.String())
 		return err == nil && ok
 	})
-	waitUntil(t, "the period is no longer pending", func() bool {
+	testwait.For(t, 10*time.Second, "the period is no longer pending", func() bool {
 		p, err := st.BillingPending(ctx)
 		return err == nil && len(p) == 0
 	})
@@ -147,15 +148,15 @@ func TestBillingScheduleSkipsWhileRunning(t *testing.T) {
 	})
 	startSchedule(t, b, time.Hour)
 
-	waitUntil(t, "first run uploading", func() bool { return up.calls.Load() == 1 })
-	waitUntil(t, "ticks during the run are skipped", func() bool { return logs.count("tick skipped") >= 3 })
+	testwait.For(t, 10*time.Second, "first run uploading", func() bool { return up.calls.Load() == 1 })
+	testwait.For(t, 10*time.Second, "ticks during the run are skipped", func() bool { return logs.count("tick skipped") >= 3 })
 	require.Equal(t, int32(1), up.calls.Load(), "one upload while the run holds")
 	require.Zero(t, runsTotal(t, reg, "uploaded")+runsTotal(t, reg, "already_uploaded"), "no other run finished meanwhile")
 
 	close(up.release)
 	released = true
-	waitUntil(t, "the held run to finish", func() bool { return runsTotal(t, reg, "uploaded") == 1 })
+	testwait.For(t, 10*time.Second, "the held run to finish", func() bool { return runsTotal(t, reg, "uploaded") == 1 })
 	// Later ticks run again and find the period done.
-	waitUntil(t, "a later tick to run", func() bool { return runsTotal(t, reg, "already_uploaded") >= 1 })
+	testwait.For(t, 10*time.Second, "a later tick to run", func() bool { return runsTotal(t, reg, "already_uploaded") >= 1 })
 	require.Equal(t, int32(1), up.calls.Load())
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/passerelle/passerelle/internal/delivery"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -140,7 +141,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 		}
 		return got[first[0]] == pipelines.TopicLeadsNormalized && got["iciformation_unreadable"] == pipelines.TopicLeadsReceived
 	}, 10*time.Second, 20*time.Millisecond, "the refused lead and the unreadable one, each alone, are dead-lettered")
-	waitUntil(t, "metrics that count records, not batches", func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 })
+	testwait.For(t, 10*time.Second, "metrics that count records, not batches", func() bool { return crmCount("out") == 2 && crmCount("dead_lettered") == 1 })
 
 	// Two 503s in a row: the endpoint looks down, so the third lead is not tried; all three are
 	// requeued one by one, and each still arrives once.
@@ -172,7 +173,7 @@ func TestLeadBatchesThroughCRM(t *testing.T) {
 	}
 	require.Equal(t, []string{third[1], third[2], third[0]}, order)
 
-	waitUntil(t, "8 leads out of the CRM stage", func() bool { return crmCount("out") == 8 })
+	testwait.For(t, 10*time.Second, "8 leads out of the CRM stage", func() bool { return crmCount("out") == 8 })
 	require.Equal(t, float64(4), crmCount("failed"), "3 requeued, then 1")
 	require.Equal(t, float64(1), crmCount("dead_lettered"))
 	dls, err := st.DeadLetters(ctx, pipelines.PipelineLeads, true)

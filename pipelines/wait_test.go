@@ -8,21 +8,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/passerelle/passerelle/internal/broker"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
-
-// waitUntil polls cond on the test's goroutine (cond may use require) until it holds, failing the
-// test after 10 s.
-func waitUntil(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
 
 // metricValue is gathered's value, 0 when the sample is absent.
 func metricValue(t testing.TB, reg prometheus.Gatherer, name string, labels map[string]string) float64 {
@@ -38,7 +26,7 @@ func waitDrained(t testing.TB, b *broker.Broker, handlers ...string) {
 	for _, h := range handlers {
 		var bl broker.Backlog
 		var err error
-		waitUntil(t, h+" drained", func() bool {
+		testwait.For(t, 10*time.Second, h+" drained", func() bool {
 			bl, err = b.Backlog(context.Background(), pipelines.DurableName(h))
 			return err == nil && bl.Messages == 0
 		})

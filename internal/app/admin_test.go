@@ -11,6 +11,7 @@ import (
 
 	"github.com/passerelle/passerelle/internal/hashkey"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -61,7 +62,7 @@ func TestOldDedupeKeysArePruned(t *testing.T) {
 	require.NoError(t, st.Close())
 
 	a := f.start()
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		seen, err := a.Store.SeenKeys(ctx, "leads", []string{keyed("old")}, time.Time{})
 		return err == nil && len(seen) == 0
 	}), "the old key was never pruned")

@@ -20,6 +20,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -326,24 +327,11 @@ func (f *fixture) stageCount(t testing.TB, stage, outcome string) float64 {
 func (f *fixture) waitStage(t testing.TB, stage, outcome string, want float64) {
 	t.Helper()
 	var got float64
-	ok := assertEventually(20*time.Second, func() bool {
+	ok := testwait.Eventually(20*time.Second, func() bool {
 		got = f.stageCount(t, stage, outcome)
 		return got >= want
 	})
 	require.True(t, ok, "stage %s outcome %s: %v, want %v", stage, outcome, got, want)
-}
-
-func assertEventually(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // testWriter sends log lines to the test log until the test is over, then drops them.

@@ -18,6 +18,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/sftp"
 	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/modules"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -63,7 +64,7 @@ func TestBillingEndToEnd(t *testing.T) {
 
 	// The ledger has taken in every change the poller published.
 	var changes, ledger float64
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		scrape := f.scrape(t)
 		changes = 0
 		for _, kind := range []string{pipelines.EventInterfaceCreated, pipelines.EventInterfaceStatusChanged, pipelines.EventPrestationAdded, pipelines.EventPrestationCancelled} {
@@ -76,7 +77,7 @@ func TestBillingEndToEnd(t *testing.T) {
 
 	// A dry run shows last month's rows, and uploads nothing.
 	var dry pipelines.Report
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		dry = pipelines.Report{}
 		status := f.adminJSON(t, http.MethodPost, "/admin/billing/run", map[string]any{"period": period, "dry_run": true}, &dry)
 		return status == http.StatusOK && dry.Rows > 0
@@ -109,7 +110,7 @@ func TestBillingEndToEnd(t *testing.T) {
 	}
 	var created []string
 	var uploaded []envelope
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		created, uploaded = nil, nil
 		seen := map[string]bool{}
 		for _, d := range f.Receiver.Deliveries() {

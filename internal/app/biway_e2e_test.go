@@ -19,6 +19,7 @@ import (
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -85,11 +86,6 @@ func statusEvents(t testing.TB, f *fixture) map[string]pipelines.MessageStatusCh
 	return out
 }
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	require.True(t, assertEventually(30*time.Second, cond), "timed out waiting for %s", what)
-}
-
 // A lead in: one submission with the lead's variables and its event id as reference; the
 // reports come back signed and reach the CRM as message.status_changed correlated to the lead;
 // the lead itself still reaches the CRM once; a replay of the lead sends nothing.
@@ -99,7 +95,7 @@ func TestBiwayLeadAckEndToEnd(t *testing.T) {
 	body := leadBody(1, "biway")
 	status, _ := f.post(t, body)
 	require.Equal(t, http.StatusOK, status)
-	waitFor(t, "the submission", func() bool { return len(sim.Submissions()) == 1 })
+	testwait.For(t, 30*time.Second, "the submission", func() bool { return len(sim.Submissions()) == 1 })
 	sub := sim.Submissions()[0]
 	eventID := eventIDOf(body)
 	require.Equal(t, eventID, sub.Reference)
@@ -138,7 +134,7 @@ func TestBiwayLeadAckEndToEnd(t *testing.T) {
 	require.NotEmpty(t, lead)
 	requests := sim.Requests()
 	require.NoError(t, f.run.App.Pub.Publish(pipelines.TopicLeadsNormalized, message.NewMessage("replay-"+eventID, message.Payload(lead))))
-	waitFor(t, "the replay to be seen", func() bool {
+	testwait.For(t, 30*time.Second, "the replay to be seen", func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_biway_acks_total", map[string]string{"outcome": pipelines.AckDuplicate})
 		return v == 1
 	})
@@ -164,13 +160,13 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 		status, _ := f.post(t, leadBody(n, "shuffle"))
 		require.Equal(t, http.StatusOK, status)
 	}
-	waitFor(t, "four submissions", func() bool { return len(sim.Submissions()) == 4 })
+	testwait.For(t, 30*time.Second, "four submissions", func() bool { return len(sim.Submissions()) == 4 })
 	sim.SetEntityState("ACCOUNT_STATE", "acc_1", "active")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, sim.Flush(ctx))
 
-	waitFor(t, "final states", func() bool {
+	testwait.For(t, 30*time.Second, "final states", func() bool {
 		st := f.biwayStatus(t)
 		return st.Messages["delivered"] == 1 && st.Messages["read"] == 2 && st.Messages["failed"] == 1 && len(st.Entities) == 1
 	})
@@ -202,12 +198,12 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 		}
 		return final, float64(len(evs)) == applied
 	}
-	waitFor(t, "the changes at the CRM", func() bool {
+	testwait.For(t, 30*time.Second, "the changes at the CRM", func() bool {
 		final, agree := finalStates()
 		return agree && maps.Equal(final, want)
 	})
-	// Nothing more comes: what the CRM has is what was applied, each once.
-	time.Sleep(100 * time.Millisecond)
+	// Nothing more comes once every stage is idle: what the CRM has is what was applied, each once.
+	f.waitIdle(t)
 	final, agree := finalStates()
 	require.True(t, agree, "events and applied changes differ")
 	require.Equal(t, want, final)
@@ -226,7 +222,7 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 		code, answer := postRaw(t, f.biwayHook(), h, body)
 		require.Equal(t, http.StatusOK, code, "%s", answer)
 	}
-	waitFor(t, "the unknown message recorded", func() bool { return f.biwayStatus(t).Unknown == 1 })
+	testwait.For(t, 30*time.Second, "the unknown message recorded", func() bool { return f.biwayStatus(t).Unknown == 1 })
 
 	// A report of a broadcast's message (its reference says so) is not unknown.
 	body = []byte(fmt.Sprintf(`{"type":"MESSENGER_REPORT","message_id":"m_bc","reference":"bc_0123","etat":"delivered","raison":"","date":%q}`,
@@ -235,7 +231,7 @@ func TestBiwayReportsDuplicatedAndShuffled(t *testing.T) {
 	require.NoError(t, err)
 	code, _ := postRaw(t, f.biwayHook(), h, body)
 	require.Equal(t, http.StatusOK, code)
-	waitFor(t, "the broadcast's report", func() bool {
+	testwait.For(t, 30*time.Second, "the broadcast's report", func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_biway_messages_total", map[string]string{"state": "delivered", "channel": "broadcast"})
 		return v == 1
 	})
@@ -289,20 +285,20 @@ func TestBiwayLogsLeakNothing(t *testing.T) {
 	}
 	status, _ := f.post(t, lead("Zephyrine", "Quatremains", "06 71 82 93 04", "zq@example.org"))
 	require.Equal(t, http.StatusOK, status)
-	waitFor(t, "the submission", func() bool { return len(sim.Submissions()) == 1 })
+	testwait.For(t, 30*time.Second, "the submission", func() bool { return len(sim.Submissions()) == 1 })
 	status, _ = f.post(t, lead("Zephyrine", "Quatremains-Bis", "06 71 82 93 04", "zq2@example.org")) // same number, same day
 	require.Equal(t, http.StatusOK, status)
 	sim.FailNext(1, http.StatusBadRequest, "")
 	status, _ = f.post(t, lead("Gaspardine", "Oberkampfova", "07 85 96 15 24", "go@example.net"))
 	require.Equal(t, http.StatusOK, status)
-	waitFor(t, "the limit and the refusal", func() bool {
+	testwait.For(t, 30*time.Second, "the limit and the refusal", func() bool {
 		st := f.biwayStatus(t)
 		return st.Acks[pipelines.AckDailyCap] == 1 && st.Acks[pipelines.AckRefused] == 1
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	require.NoError(t, sim.Flush(ctx))
-	waitFor(t, "the reports", func() bool { return f.biwayStatus(t).Messages["read"] == 1 }) // an even number: RCS
+	testwait.For(t, 30*time.Second, "the reports", func() bool { return f.biwayStatus(t).Messages["read"] == 1 }) // an even number: RCS
 	f.stop()
 
 	logs := buf.String()
@@ -324,7 +320,7 @@ func TestBiwayLeadOutsideWindowWaits(t *testing.T) {
 	f, sim := startBiwayWith(t, biwaysim.SimConfig{}, nil, "PASSERELLE_BIWAY_SEND_WINDOW="+window)
 	status, _ := f.post(t, leadBody(7, "night"))
 	require.Equal(t, http.StatusOK, status)
-	waitFor(t, "the acknowledgement scheduled", func() bool {
+	testwait.For(t, 30*time.Second, "the acknowledgement scheduled", func() bool {
 		st := f.biwayStatus(t)
 		return st.Scheduled == 1 && st.Acks[pipelines.AckScheduled] == 1
 	})

@@ -19,6 +19,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/iciformation/iciformationsim"
 	"github.com/passerelle/passerelle/internal/hashkey"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -180,7 +181,7 @@ func TestDelivery429StormLowersConcurrency(t *testing.T) {
 	c.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusTooManyRequests})
 	storm := postLeads(t, f, 100, "storm")
 	var low float64
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		low, _ = f.concurrencyGauge(t, c.url)
 		return low <= concurrency/4
 	}), "concurrency %v after 429s, want %v or less", low, concurrency/4)

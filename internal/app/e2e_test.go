@@ -24,6 +24,7 @@ import (
 	"github.com/passerelle/passerelle/internal/broker/brokertest"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -300,7 +301,7 @@ func TestCRMOutage(t *testing.T) {
 
 	// 503 for a while, then 429 with Retry-After, then connection resets, then healthy.
 	waitAttempts := func(k int) {
-		require.True(t, assertEventually(30*time.Second, func() bool { return rcv.Attempts() >= k }), "receiver got %d attempts, want %d", rcv.Attempts(), k)
+		require.True(t, testwait.Eventually(30*time.Second, func() bool { return rcv.Attempts() >= k }), "receiver got %d attempts, want %d", rcv.Attempts(), k)
 	}
 	waitAttempts(8)
 	require.Empty(t, rcv.Deliveries())
@@ -327,7 +328,7 @@ func TestCRMOutage(t *testing.T) {
 	require.Equal(t, want, rcv.UniqueIDs(), "every lead once")
 	require.Zero(t, rcv.Rejected())
 	for _, stage := range []string{"normalize", "crm"} {
-		require.True(t, assertEventually(10*time.Second, func() bool {
+		require.True(t, testwait.Eventually(10*time.Second, func() bool {
 			msgs, age := f.backlog(t, stage)
 			return msgs == 0 && age == 0
 		}), "the %s backlog empties once the CRM is back", stage)
@@ -358,7 +359,7 @@ func (f *fixture) deadLetters(t testing.TB) []dlView {
 func (f *fixture) waitDeadLetters(t testing.TB, n int) []dlView {
 	t.Helper()
 	var dls []dlView
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		dls = f.deadLetters(t)
 		return len(dls) >= n
 	}), "dead letters: %v, want %d", dls, n)
@@ -521,7 +522,7 @@ func TestGracefulShutdownKeepsAcceptedLeads(t *testing.T) {
 			}
 		})
 	}
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(accepted) >= 50
@@ -656,7 +657,7 @@ func TestMetricsLint(t *testing.T) {
 func (f *fixture) waitIdle(t testing.TB) {
 	t.Helper()
 	var busy []string
-	ok := assertEventually(30*time.Second, func() bool {
+	ok := testwait.Eventually(30*time.Second, func() bool {
 		busy = busy[:0]
 		stages := 0
 		for line := range strings.Lines(f.scrape(t)) {

@@ -18,6 +18,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/shopapp/shopappsim"
 	"github.com/passerelle/passerelle/internal/app"
 	"github.com/passerelle/passerelle/internal/frtime"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -119,11 +120,11 @@ func TestEcolixEndToEnd(t *testing.T) {
 	status, body := f.post(t, lead)
 	require.Equal(t, 200, status, "%s", body)
 	leadRef := eventIDOf(lead)
-	require.True(t, assertEventually(60*time.Second, func() bool { _, ok := sim.Imported(leadRef); return ok }), "lead not imported")
+	require.True(t, testwait.Eventually(60*time.Second, func() bool { _, ok := sim.Imported(leadRef); return ok }), "lead not imported")
 
 	// Every record reaches the CRM, once.
 	var count map[string]int
-	require.True(t, assertEventually(90*time.Second, func() bool {
+	require.True(t, testwait.Eventually(90*time.Second, func() bool {
 		count, _ = ecolixDeliveries(f)
 		for id := range want {
 			if count[id] == 0 {
@@ -134,19 +135,19 @@ func TestEcolixEndToEnd(t *testing.T) {
 	}), "CRM has %d of %d Ecolix events", len(count), len(want))
 
 	// The inbox file was processed and moved, once.
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		_, err := os.Stat(filepath.Join(inbox, "traites", "clients_2026-12-04.csv"))
 		return err == nil
 	}), "inbox file not moved to traites/")
 	_, err = os.Stat(filepath.Join(inbox, "clients_2026-12-04.csv"))
 	require.ErrorIs(t, err, os.ErrNotExist)
-	require.True(t, assertEventually(10*time.Second, func() bool { // counted after the move
+	require.True(t, testwait.Eventually(10*time.Second, func() bool { // counted after the move
 		v, _ := metric(f.scrape(t), "passerelle_ecolix_inbox_files_total", map[string]string{"outcome": "done"})
 		return v == 1
 	}), "inbox file not counted done")
 
 	// The validated quote made one interface; the draft none.
-	require.True(t, assertEventually(30*time.Second, func() bool { return shop.Calls()["POST /interfaces"] == 1 }),
+	require.True(t, testwait.Eventually(30*time.Second, func() bool { return shop.Calls()["POST /interfaces"] == 1 }),
 		"interface creations: %d", shop.Calls()["POST /interfaces"])
 	v, _ := metric(f.scrape(t), "passerelle_ecolix_provision_commands_total", nil)
 	require.Equal(t, 1.0, v)
@@ -154,7 +155,7 @@ func TestEcolixEndToEnd(t *testing.T) {
 	// The imported lead comes back as an Ecolix client: wait for it, so the restart below starts
 	// from cursors that hold everything.
 	importedID, _ := sim.Imported(leadRef)
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		_, byID := ecolixDeliveries(f)
 		for _, ev := range byID {
 			if ev.Data.Resource == "clients" && ev.Data.RecordID == importedID {
@@ -174,7 +175,7 @@ func TestEcolixEndToEnd(t *testing.T) {
 		want[pipelines.EcolixEventID("clients", id, touchAt)] = true
 	}
 	want[pipelines.EcolixEventID("devis", "D-Q1", touchAt)] = true
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		count, _ = ecolixDeliveries(f)
 		for id := range want {
 			if count[id] == 0 {
@@ -189,7 +190,7 @@ func TestEcolixEndToEnd(t *testing.T) {
 		return v
 	}
 	after := okPolls()
-	require.True(t, assertEventually(30*time.Second, func() bool { return okPolls() >= after+3 }), "polls stopped")
+	require.True(t, testwait.Eventually(30*time.Second, func() bool { return okPolls() >= after+3 }), "polls stopped")
 	scrape := f.scrape(t)
 	pubClients, _ := metric(scrape, "passerelle_ecolix_events_published_total", map[string]string{"resource": "clients", "origin": "api"})
 	pubQuotes, _ := metric(scrape, "passerelle_ecolix_events_published_total", map[string]string{"resource": "devis", "origin": "api"})
@@ -240,11 +241,11 @@ func TestEcolixSFTPInbox(t *testing.T) {
 	)
 	f.start()
 	want := []string{pipelines.EcolixEventID("articles", "A-1", at), pipelines.EcolixEventID("articles", "A-2", at)}
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		count, _ := ecolixDeliveries(f)
 		return count[want[0]] == 1 && count[want[1]] == 1
 	}), "the file's rows did not reach the CRM")
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		_, err1 := os.Stat(filepath.Join(inbox, "traites", "articles_1.csv"))
 		_, err2 := os.Stat(filepath.Join(inbox, "erreurs", "stocks_1.csv.raison.txt"))
 		return err1 == nil && err2 == nil
@@ -257,7 +258,7 @@ func TestEcolixSFTPInbox(t *testing.T) {
 	count, byID := ecolixDeliveries(f)
 	require.Len(t, count, 2, "nothing of the refused file is published: %v", byID)
 	// The reason is written before the move, the count after it.
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_ecolix_inbox_files_total", map[string]string{"outcome": "error"})
 		return v == 1
 	}), "refused file not counted")

@@ -19,6 +19,7 @@ import (
 	"github.com/passerelle/passerelle/internal/cli"
 	"github.com/passerelle/passerelle/internal/journal"
 	"github.com/passerelle/passerelle/internal/modules"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -73,7 +74,7 @@ func (f *fixture) waitSettled(t *testing.T, normalizedIn float64) {
 	t.Helper()
 	f.waitStage(t, "normalize", "in", normalizedIn)
 	for _, stage := range []string{"normalize", "crm"} {
-		require.True(t, assertEventually(30*time.Second, func() bool {
+		require.True(t, testwait.Eventually(30*time.Second, func() bool {
 			msgs, _ := f.backlog(t, stage)
 			return msgs == 0
 		}), "the %s backlog empties", stage)
@@ -93,7 +94,7 @@ func TestJournalStageWritesWhatTheWebhookReceived(t *testing.T) {
 	dir := app.Module[*modules.Replay](a).JournalDir
 	require.Equal(t, filepath.Join(f.DataDir, "journal"), dir)
 	var got []journal.Entry
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		got = got[:0]
 		err := (&journal.Reader{}).ReadRange(context.Background(), dir, "iciformation", time.Time{}, time.Time{}, func(e journal.Entry, _ journal.Position) error {
 			got = append(got, e)
@@ -187,7 +188,7 @@ func TestReplayFromJournalAndToNormalized(t *testing.T) {
 	}
 	require.NoError(t, rcv.WaitForUnique(ctx, 3))
 	dir := filepath.Join(f.DataDir, "journal")
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_journal_entries_appended_total", map[string]string{"source": "iciformation"})
 		return v == 3
 	}))
@@ -263,7 +264,7 @@ func TestReconciliationFeedsMissedLeadsOnce(t *testing.T) {
 	require.NotNil(t, rec)
 
 	// The daemon's first run, at start, found an empty API.
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_iciformation_reconcile_runs_total", map[string]string{"outcome": "ok"})
 		return v >= 1
 	}))
@@ -271,7 +272,7 @@ func TestReconciliationFeedsMissedLeadsOnce(t *testing.T) {
 	status, _ := f.post(t, received)
 	require.Equal(t, 200, status)
 	require.NoError(t, rcv.WaitForUnique(ctx, 1))
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_journal_entries_appended_total", map[string]string{"source": "iciformation"})
 		return v == 1
 	}))
@@ -285,7 +286,7 @@ func TestReconciliationFeedsMissedLeadsOnce(t *testing.T) {
 	require.Equal(t, pipelines.ReconcileResult{Known: 1, Missed: 1, Invalid: 1}, res)
 	require.NoError(t, rcv.WaitForUnique(ctx, 2))
 	// The fed lead is journaled as received: the next run knows it.
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		v, _ := metric(f.scrape(t), "passerelle_journal_entries_appended_total", map[string]string{"source": "iciformation"})
 		return v == 2
 	}))
@@ -345,7 +346,7 @@ func TestJournalPrunedPastItsRetention(t *testing.T) {
 		require.NoError(t, os.WriteFile(p, nil, 0o600))
 	}
 	f.start()
-	require.True(t, assertEventually(10*time.Second, func() bool {
+	require.True(t, testwait.Eventually(10*time.Second, func() bool {
 		_, err := os.Stat(old)
 		return errors.Is(err, os.ErrNotExist)
 	}), "a day file past the retention is deleted at start")

@@ -18,6 +18,7 @@ import (
 	"github.com/passerelle/passerelle/internal/frtime"
 	"github.com/passerelle/passerelle/internal/httpapi"
 	"github.com/passerelle/passerelle/internal/journal"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -67,7 +68,7 @@ func TestReplaySimpleboDeliversEachEventOnce(t *testing.T) {
 		ev, _ := pipelines.DecodeSimpleboReplay(l)
 		clients[ev.Client.ClientID] = true
 	}
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		got := map[string]bool{}
 		for _, ev := range simpleboDelivered(f) {
 			got[ev.Data.ClientID] = true
@@ -87,7 +88,7 @@ func TestReplaySimpleboDeliversEachEventOnce(t *testing.T) {
 	require.NoError(t, os.WriteFile(marker, []byte(`{"event_type":"0","lead_creation_date":"2026-11-30","client_id":"HZ-REPLAY-MARK","lastname":"Marque","firstname":"Ana","email":"ana.marque@exemple.org","phone_number1":"0612345678","zipcode":"75001","city":"Paris","country":"France"}`+"\n"), 0o600))
 	code, out, errOut = runCLI(ctx, "replay", "--admin", admin, "--source", "simplebo", marker)
 	require.Equal(t, 0, code, "stdout %s\nstderr %s", out, errOut)
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		for _, ev := range simpleboDelivered(f) {
 			if ev.Data.ClientID == "HZ-REPLAY-MARK" {
 				return true
@@ -131,7 +132,7 @@ func TestReplayEcolixExportsDeliverEachRecordOnce(t *testing.T) {
 
 	var count map[string]int
 	var byID map[string]ecolixEvent
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		count, byID = ecolixDeliveries(f)
 		return len(count) == len(want)
 	}), "CRM has %d of %d Ecolix events", len(count), len(want))
@@ -152,7 +153,7 @@ func TestReplayEcolixExportsDeliverEachRecordOnce(t *testing.T) {
 	markAt, err := frtime.Parse("2026-11-30 10:00:00")
 	require.NoError(t, err)
 	markID := pipelines.EcolixEventID("articles", "A-MARK", markAt)
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		count, _ = ecolixDeliveries(f)
 		return count[markID] == 1
 	}), "the marker reaches the CRM")
@@ -209,7 +210,7 @@ func TestReplayShopAppSnapshotsRebuildTheChangesOnce(t *testing.T) {
 	require.GreaterOrEqual(t, events, 24, "at least each interface's creation: %v", rep.Counts)
 
 	var got map[string]int
-	require.True(t, assertEventually(60*time.Second, func() bool {
+	require.True(t, testwait.Eventually(60*time.Second, func() bool {
 		got = shopAppDeliveryCounts(f)
 		return len(got) == events
 	}), "CRM has %d of %d Shop Application events", len(got), events)
@@ -247,7 +248,7 @@ func TestSimpleboWebhookJournaledAndReplayedFromTheJournal(t *testing.T) {
 	require.Equal(t, 200, status)
 	dir := filepath.Join(f.DataDir, "journal")
 	var got []journal.Entry
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		got = got[:0]
 		err := (&journal.Reader{}).ReadRange(ctx, dir, "simplebo", time.Time{}, time.Time{}, func(e journal.Entry, _ journal.Position) error {
 			got = append(got, e)
@@ -262,7 +263,7 @@ func TestSimpleboWebhookJournaledAndReplayedFromTheJournal(t *testing.T) {
 	require.Equal(t, pipelines.SimpleboEventID(ev), pipelines.SimpleboEventID(back), "the journaled body keeps the event's id")
 
 	// Replayed from the journal: the same id, so nothing new reaches the CRM.
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		for _, ev := range simpleboDelivered(f) {
 			if ev.Data.ClientID == "J-1" {
 				return true

@@ -25,6 +25,7 @@ import (
 	"github.com/passerelle/passerelle/internal/modules"
 	"github.com/passerelle/passerelle/internal/redact/redacttest"
 	"github.com/passerelle/passerelle/internal/store"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/pipelines"
 	"github.com/passerelle/passerelle/transforms"
 )
@@ -89,7 +90,7 @@ func simpleboDelivered(f *fixture) []simpleboCRMEvent {
 func waitSimpleboEvent(t *testing.T, f *fixture, typ, clientID string, ok func(simpleboCRMEvent) bool) simpleboCRMEvent {
 	t.Helper()
 	var got simpleboCRMEvent
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		for _, ev := range simpleboDelivered(f) {
 			if ev.Type == typ && ev.Data.ClientID == clientID && (ok == nil || ok(ev)) {
 				got = ev
@@ -172,7 +173,7 @@ func TestSimpleboProvisioning(t *testing.T) {
 	sim.RejectNext(1, "Typologie inconnue")
 	publishSimplebo(t, f, pipelines.SimpleboCommand{Op: pipelines.SimpleboOpMockup, Client: testCustomer("P-2")})
 	var dls []app.DeadLetterView
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		dls = nil
 		f.adminJSON(t, http.MethodGet, "/admin/dlq?pipeline=simplebo", nil, &dls)
 		return len(dls) > 0
@@ -339,7 +340,7 @@ func TestSimpleboWebhookStates(t *testing.T) {
 	}
 	// The newest state wins, whatever the order.
 	var cl pipelines.SimpleboClient
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		cl = simpleboClients(t, f)["W-1"]
 		return cl.State == pipelines.SimpleboBillingStarted
 	}), "state %q", cl.State)
@@ -373,7 +374,7 @@ func TestSimpleboWebhookStates(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
 	var stales float64
-	require.True(t, assertEventually(20*time.Second, func() bool {
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
 		stales, _ = metric(f.scrape(t), "passerelle_simplebo_state_events_total", map[string]string{"state": pipelines.SimpleboLeadCreated, "verdict": "stale"})
 		return stales >= 1
 	}))
@@ -445,7 +446,7 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, status)
 	}
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		return simpleboClients(t, f)["B-1"].State == pipelines.SimpleboBillingStarted
 	}))
 
@@ -485,7 +486,7 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	status, err := sim.SendEvent(ctx, hook, ended)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, status)
-	require.True(t, assertEventually(30*time.Second, func() bool {
+	require.True(t, testwait.Eventually(30*time.Second, func() bool {
 		return simpleboClients(t, f)["B-1"].State == pipelines.SimpleboContractEnded
 	}))
 	require.Len(t, rowsOf(twoAgo), 1)

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/internal/broker/brokertest"
+	"github.com/passerelle/passerelle/internal/testwait"
 )
 
 // TestConfigs returns the embedded and the external configuration, each isolated for one test.
@@ -201,24 +202,12 @@ func consume(t *testing.T, b *Broker, durable string, n int, ack bool) []string 
 	if ack && n > 0 {
 		// The acks are sent asynchronously: wait for the server to count them before the subscriber closes.
 		var bl Backlog
-		waitFor(t, "acks to reach the server", func() bool {
+		testwait.For(t, 10*time.Second, "acks to reach the server", func() bool {
 			bl, err = b.Backlog(ctx, durable)
 			return err == nil && bl.Messages+uint64(n) <= before.Messages
 		})
 	}
 	return ids
-}
-
-// waitFor polls cond on the test's goroutine until it holds, failing the test after 10 s.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func receive(t *testing.T, ch <-chan *message.Message) *message.Message {

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/internal/testwait"
 )
 
 func TestConcurrencyReachedNeverExceeded(t *testing.T) {
@@ -130,7 +131,7 @@ func TestEndpointDownDoesNotSlowOthers(t *testing.T) {
 			defer stopDown()
 			downErrs := make(chan []error, 1)
 			go func() { downErrs <- e.Run(downCtx, "down", jobs(c, down.srv.URL, 400)) }()
-			waitFor(t, "the down endpoint to be tried", func() bool { return tt.tried(e, down) })
+			testwait.For(t, 3*time.Second, "the down endpoint to be tried", func() bool { return tt.tried(e, down) })
 
 			errs := e.Run(context.Background(), "fast", jobs(c, fast.srv.URL, 10*conc))
 			for i, err := range errs {
@@ -311,7 +312,7 @@ func TestRetryAfterPausesOnlyItsEndpoint(t *testing.T) {
 
 			slow := make(chan error, 1)
 			go func() { slow <- e.Do(ctx, "a", send(c, a.srv.URL+"/slow", "", 0)) }()
-			waitFor(t, "the slow request in flight", func() bool { return a.cur.Load() == 1 })
+			testwait.For(t, 3*time.Second, "the slow request in flight", func() bool { return a.cur.Load() == 1 })
 
 			before := time.Now()
 			err := e.Do(ctx, "a", send(c, a.srv.URL+"/limit", "", 0))
@@ -377,12 +378,12 @@ func TestCanceledWhileWaiting(t *testing.T) {
 		e := New(Config{Concurrency: 1}, nil)
 		hung := make(chan error, 1)
 		go func() { hung <- e.Do(context.Background(), "ep", send(c, rcv.srv.URL+"/hang", "", 0)) }()
-		waitFor(t, "the slot taken", func() bool { return e.State("ep").InFlight == 1 })
+		testwait.For(t, 3*time.Second, "the slot taken", func() bool { return e.State("ep").InFlight == 1 })
 
 		ctx, cancel := context.WithCancel(context.Background())
 		waiting := make(chan error, 1)
 		go func() { waiting <- e.Do(ctx, "ep", send(c, rcv.srv.URL, "", 0)) }()
-		waitFor(t, "a caller waiting", func() bool { return e.State("ep").Waiting == 1 })
+		testwait.For(t, 3*time.Second, "a caller waiting", func() bool { return e.State("ep").Waiting == 1 })
 		cancel()
 		err := recv(t, waiting)
 		require.ErrorIs(t, err, context.Canceled)

@@ -131,18 +131,6 @@ func jobs(c *http.Client, url string, n int) []Job {
 	return js
 }
 
-// waitFor polls cond until it holds, failing the test after 3 s.
-func waitFor(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // recv waits for a value from ch, failing the test after 5 s.
 func recv[T any](tb testing.TB, ch <-chan T) T {
 	tb.Helper()

@@ -66,11 +66,12 @@ func TestKillNineLosesNoAcceptedLead(t *testing.T) {
 		require.Equal(t, 1, n, "event %s delivered twice before the kill", id)
 	}
 
-	startDaemon(t, "passerelle-restarted", env)
+	restarted := startDaemon(t, "passerelle-restarted", env)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	require.NoError(t, rcv.WaitForUnique(ctx, leads), "after the restart")
-	time.Sleep(500 * time.Millisecond) // room for late repeats to show
+	// Late repeats, if any, have shown once no stage has anything left to deliver.
+	restarted.waitIdle(t)
 	r := tl.result(rcv)
 	report(t, "kill -9, one process", r)
 	require.Zero(t, unknownIDs(rcv, tl), "no event id other than those posted")

@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/crm/crmsim"
+	"github.com/passerelle/passerelle/internal/testwait"
 	"github.com/passerelle/passerelle/transforms"
 )
 
@@ -284,6 +285,16 @@ func (d *daemon) counter(name string, want map[string]string) (float64, bool) {
 }
 
 var scrapeClient = &http.Client{Timeout: 5 * time.Second}
+
+// waitIdle waits until no stage of the daemon has a message pending, unacknowledged or awaiting a
+// redelivery (the sum of passerelle_stage_backlog_messages is 0): what it will deliver, it has.
+func (d *daemon) waitIdle(t *testing.T) {
+	t.Helper()
+	testwait.For(t, 60*time.Second, d.name+"'s stages to be idle", func() bool {
+		n, ok := d.counter("passerelle_stage_backlog_messages", nil)
+		return ok && n == 0
+	})
+}
 
 func tail(b []byte, n int) string {
 	if len(b) > n {
