@@ -741,14 +741,9 @@ func AddBiway(ctx context.Context, w Wiring, cfg BiwayConfig) error {
 			return err
 		}
 	}
-	if cfg.CRM != nil {
-		c := *cfg.CRM
-		c.ToEvent, c.OnDelivered = BiwayCRMEvent, nil
-		// A message's changes reach the CRM in the order they were applied.
-		if err := w.handlerWith(ctx, "biway.crm", TopicBiwayEvents, "", c.Handle, SubscribeOptions{Ordered: true}); err != nil {
-			return err
-		}
+	// A message's changes reach the CRM in the order they were applied.
+	if err := w.crmStage(ctx, PipelineBiway, TopicBiwayEvents, cfg.CRM, BiwayCRMEvent, true); err != nil {
+		return err
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineBiway, Store: cfg.Dead, Now: w.Now}
-	return w.handler(ctx, "biway.deadletter", DeadTopic(PipelineBiway), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineBiway, cfg.Dead)
 }

@@ -606,19 +606,14 @@ func (im *EcolixImporter) importOne(ctx context.Context, rec *message.Message) e
 // AddEcolix adds the Ecolix handlers: the CRM sink of its events, the lead import (nil: off), and
 // its dead letters.
 func AddEcolix(ctx context.Context, w Wiring, crm *CRMSink, imp *EcolixImporter, dead DeadLetterStore) error {
-	if crm != nil {
-		c := *crm
-		c.ToEvent, c.OnDelivered = EcolixCRMEvent, nil
-		// A record's versions reach the CRM in the order they were made.
-		if err := w.handlerWith(ctx, "ecolix.crm", TopicEcolixEvents, "", c.Handle, SubscribeOptions{Ordered: true}); err != nil {
-			return err
-		}
+	// A record's versions reach the CRM in the order they were made.
+	if err := w.crmStage(ctx, PipelineEcolix, TopicEcolixEvents, crm, EcolixCRMEvent, true); err != nil {
+		return err
 	}
 	if imp != nil {
 		if err := w.handler(ctx, "ecolix.import", TopicLeadsNormalized, "", imp.Handle); err != nil {
 			return err
 		}
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineEcolix, Store: dead, Now: w.Now}
-	return w.handler(ctx, "ecolix.deadletter", DeadTopic(PipelineEcolix), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineEcolix, dead)
 }

@@ -333,6 +333,24 @@ func (w Wiring) handlerWith(ctx context.Context, name, from, to string, h messag
 	return nil
 }
 
+// crmStage adds "<pipeline>.crm": a copy of sink delivering topic's events, mapped by toEvent,
+// taken one message at a time when they carry ordering keys. A nil sink (no CRM) adds nothing.
+func (w Wiring) crmStage(ctx context.Context, pipeline, topic string, sink *CRMSink, toEvent func([]byte) (Event, error), ordered bool) error {
+	if sink == nil {
+		return nil
+	}
+	c := *sink
+	c.ToEvent, c.OnDelivered = toEvent, nil
+	return w.handlerWith(ctx, pipeline+".crm", topic, "", c.Handle, SubscribeOptions{Ordered: ordered})
+}
+
+// deadLetters adds "<pipeline>.deadletter", which indexes the pipeline's dead-letter topic in the
+// store for `passerelle dlq`.
+func (w Wiring) deadLetters(ctx context.Context, pipeline string, st DeadLetterStore) error {
+	rec := &DeadLetterRecorder{Pipeline: pipeline, Store: st, Now: w.Now}
+	return w.handler(ctx, pipeline+".deadletter", DeadTopic(pipeline), "", rec.Handle)
+}
+
 // durableName derives a consumer name from a handler name; consumer names may not hold dots.
 func durableName(handler string) string {
 	b := []byte(handler)
@@ -375,6 +393,5 @@ func AddLeads(ctx context.Context, w Wiring, cfg LeadsConfig) error {
 			return err
 		}
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineLeads, Store: cfg.Store, Now: w.Now}
-	return w.handler(ctx, "leads.deadletter", DeadTopic(PipelineLeads), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineLeads, cfg.Store)
 }

@@ -134,21 +134,16 @@ func (p *Provisioner) Handle(msg *message.Message) ([]*message.Message, error) {
 // AddShopApp adds the Shop Application handlers: the CRM sink of its events, provisioning, and
 // its dead letters.
 func AddShopApp(ctx context.Context, w Wiring, crm *CRMSink, prov *Provisioner, dead DeadLetterStore) error {
-	if crm != nil {
-		c := *crm
-		c.ToEvent, c.OnDelivered = ShopAppCRMEvent, nil
-		// An interface's events reach the CRM in the order they happened.
-		if err := w.handlerWith(ctx, "shopapp.crm", TopicShopAppEvents, "", c.Handle, SubscribeOptions{Ordered: true}); err != nil {
-			return err
-		}
+	// An interface's events reach the CRM in the order they happened.
+	if err := w.crmStage(ctx, PipelineShopApp, TopicShopAppEvents, crm, ShopAppCRMEvent, true); err != nil {
+		return err
 	}
 	if prov != nil {
 		if err := w.handler(ctx, "shopapp.provision", TopicShopAppProvision, "", prov.Handle); err != nil {
 			return err
 		}
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineShopApp, Store: dead, Now: w.Now}
-	return w.handler(ctx, "shopapp.deadletter", DeadTopic(PipelineShopApp), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineShopApp, dead)
 }
 
 // AddBilling adds the billing handlers: the ledger of Shop Application's events, the CRM sink of
@@ -157,13 +152,8 @@ func AddBilling(ctx context.Context, w Wiring, ledger *BillingLedger, crm *CRMSi
 	if err := w.handler(ctx, "billing.ledger", TopicShopAppEvents, "", ledger.Handle); err != nil {
 		return err
 	}
-	if crm != nil {
-		c := *crm
-		c.ToEvent, c.OnDelivered = BillingCRMEvent, nil
-		if err := w.handler(ctx, "billing.crm", TopicBillingEvents, "", c.Handle); err != nil {
-			return err
-		}
+	if err := w.crmStage(ctx, PipelineBilling, TopicBillingEvents, crm, BillingCRMEvent, false); err != nil {
+		return err
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineBilling, Store: dead, Now: w.Now}
-	return w.handler(ctx, "billing.deadletter", DeadTopic(PipelineBilling), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineBilling, dead)
 }

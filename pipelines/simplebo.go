@@ -859,16 +859,11 @@ func AddSimplebo(ctx context.Context, w Wiring, st SimpleboStages) error {
 	if err := w.handlerWith(ctx, "simplebo.state", TopicSimpleboReceived, "", st.States.Handle, SubscribeOptions{Ordered: true}); err != nil {
 		return err
 	}
-	if st.CRM != nil {
-		c := *st.CRM
-		c.ToEvent, c.OnDelivered = SimpleboCRMEvent, nil
-		// A client's events reach the CRM in the order they were published.
-		if err := w.handlerWith(ctx, "simplebo.crm", TopicSimpleboEvents, "", c.Handle, SubscribeOptions{Ordered: true}); err != nil {
-			return err
-		}
+	// A client's events reach the CRM in the order they were published.
+	if err := w.crmStage(ctx, PipelineSimplebo, TopicSimpleboEvents, st.CRM, SimpleboCRMEvent, true); err != nil {
+		return err
 	}
-	rec := &DeadLetterRecorder{Pipeline: PipelineSimplebo, Store: st.Dead, Now: w.Now}
-	return w.handler(ctx, "simplebo.deadletter", DeadTopic(PipelineSimplebo), "", rec.Handle)
+	return w.deadLetters(ctx, PipelineSimplebo, st.Dead)
 }
 
 // SimpleboBilling bills Simplébo clients in the monthly file: each client of the directory, as
