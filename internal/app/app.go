@@ -317,9 +317,6 @@ func (a *App) close() {
 	a.closers = nil
 }
 
-// StoreDSN is the configured store, SQLite under the data dir by default.
-func StoreDSN(cfg config.Config) string { return cfg.StoreLocation() }
-
 func transportName(cfg config.Config) string {
 	if cfg.NATS.URL == "" {
 		return "embedded"

@@ -89,11 +89,6 @@ type NATS struct {
 	Replicas        int           `env:"REPLICAS, default=1" desc:"servers of an external JetStream cluster that keep the stream and its consumers (1 to 5; 3 survives the loss of one node); above 1 needs PASSERELLE_NATS_URL"`
 }
 
-// Load reads the configuration from the process environment.
-func Load(ctx context.Context, parts ...Part) (Config, error) {
-	return LoadFrom(ctx, os.Environ(), parts...)
-}
-
 // LoadFrom reads the core configuration and each module's section from environ (KEY=value
 // lines), resolving <NAME>_FILE. Each part's Section must be a pointer to a zero struct: it is
 // filled, validated, and kept in the Config for Get.

@@ -28,9 +28,8 @@ const (
 )
 
 type sendOptions struct {
-	enc    Encoding
-	auth   *httpapi.TokenAuth
-	client *http.Client
+	enc  Encoding
+	auth *httpapi.TokenAuth
 }
 
 // SendOption changes how SendEvent posts.
@@ -41,9 +40,6 @@ func WithEncoding(e Encoding) SendOption { return func(o *sendOptions) { o.enc =
 
 // WithAuth adds the token the way a.Scheme says.
 func WithAuth(a httpapi.TokenAuth) SendOption { return func(o *sendOptions) { o.auth = &a } }
-
-// WithHTTPClient replaces the default client (10 s timeout).
-func WithHTTPClient(c *http.Client) SendOption { return func(o *sendOptions) { o.client = c } }
 
 // maxResponse bounds what SendEvent reads of an answer; ours are a few dozen bytes.
 const maxResponse = 1 << 20
@@ -86,7 +82,7 @@ func Encode(ev simplebo.Event, e Encoding) (body []byte, contentType string, err
 // returns the status answered. err is a transport failure only: any status comes back with a
 // nil err.
 func (s *Sim) SendEvent(ctx context.Context, webhookURL string, ev simplebo.Event, opts ...SendOption) (int, error) {
-	o := sendOptions{client: &http.Client{Timeout: 10 * time.Second}}
+	var o sendOptions
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -102,7 +98,7 @@ func (s *Sim) SendEvent(ctx context.Context, webhookURL string, ev simplebo.Even
 	if o.auth != nil {
 		o.auth.SetHeader(req.Header)
 	}
-	resp, err := o.client.Do(req)
+	resp, err := s.sender.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("simplebosim: post event: %w", err)
 	}

@@ -35,6 +35,8 @@ type Sim struct {
 	cfg SimConfig
 	ln  net.Listener
 	srv *http.Server
+	// sender posts the simulated webhooks (SendEvent).
+	sender *http.Client
 
 	mu        sync.Mutex
 	leads     []string // client ids in the order first received
@@ -79,7 +81,7 @@ func Start(cfg SimConfig) (*Sim, error) {
 	if err != nil {
 		return nil, fmt.Errorf("simplebosim: listen: %w", err)
 	}
-	s := &Sim{cfg: cfg, ln: ln, clients: map[string]*Record{}, requests: map[string]int{}}
+	s := &Sim{cfg: cfg, ln: ln, sender: &http.Client{Timeout: 10 * time.Second}, clients: map[string]*Record{}, requests: map[string]int{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/leads", s.serveAPI)
 	mux.HandleFunc("/v1/customers", s.serveAPI)

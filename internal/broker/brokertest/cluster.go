@@ -93,12 +93,6 @@ func (c *Cluster) URL() string {
 	return strings.Join(urls, ",")
 }
 
-// NodeURL is node i's own client URL.
-func (c *Cluster) NodeURL(i int) string { return "nats://" + c.nodes[i].client }
-
-// Size is the number of nodes.
-func (c *Cluster) Size() int { return len(c.nodes) }
-
 func (c *Cluster) start(i int) error {
 	n := c.nodes[i]
 	var routes []string
