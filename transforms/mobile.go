@@ -16,6 +16,16 @@ var mobilePrefixes = []struct {
 	{"+596696", 13}, {"+596697", 13}, // Martinique
 }
 
+// MobileE164 normalises raw (NormalizePhone) and reports whether the result is a French mobile
+// number, the only kind an SMS or RCS reaches.
+func MobileE164(raw string) (string, bool) {
+	n, err := NormalizePhone(raw)
+	if err != nil || !IsMobile(n) {
+		return "", false
+	}
+	return n, true
+}
+
 // IsMobile reports whether e164 is a French mobile number in E.164 form ("+33612345678",
 // "+262692123456"): the only numbers an SMS or RCS can reach. It expects NormalizePhone's
 // output and does no cleaning of its own, so " +33 6…" is not a mobile.

@@ -18,7 +18,6 @@ import (
 	"github.com/passerelle/passerelle/internal/httpclient"
 	"github.com/passerelle/passerelle/internal/redact"
 	"github.com/passerelle/passerelle/internal/stdwebhook"
-	"github.com/passerelle/passerelle/transforms"
 )
 
 // Connector is the partner's name in errors and metrics.
@@ -52,6 +51,9 @@ type Config struct {
 	// Retry-After longer than that is not waited for: the call returns at once with the
 	// retryable error carrying it, for the delivery engine to schedule.
 	RetryWaitMax time.Duration
+	// Mobile normalises a recipient's number to E.164 and says whether it is a mobile: a number
+	// it refuses never leaves (required; passerelle passes transforms.MobileE164).
+	Mobile func(raw string) (e164 string, ok bool)
 }
 
 const (
@@ -95,6 +97,7 @@ func CodeOf(err error) (string, bool) {
 
 // Client calls Bi-way/Api. It is safe for concurrent use.
 type Client struct {
+	normalize    func(string) (string, bool)
 	base         *url.URL
 	host         string
 	apiKey       string
@@ -111,12 +114,15 @@ func New(cfg Config, hm *httpclient.Metrics) (*Client, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("biway: APIKey is empty")
 	}
+	if cfg.Mobile == nil {
+		return nil, errors.New("biway: Mobile is nil: numbers must be checked before they leave")
+	}
 	if cfg.RetryWaitMax <= 0 {
 		cfg.RetryWaitMax = 2 * time.Second
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawQuery, u.Fragment = "", ""
-	c := &Client{base: u, host: u.Host, apiKey: cfg.APIKey, retryWaitMax: cfg.RetryWaitMax}
+	c := &Client{base: u, host: u.Host, apiKey: cfg.APIKey, retryWaitMax: cfg.RetryWaitMax, normalize: cfg.Mobile}
 	hc := httpclient.New(httpclient.Config{
 		Connector:     Connector,
 		Timeout:       cfg.Timeout,
@@ -229,7 +235,7 @@ func (c *Client) Broadcast(ctx context.Context, b Broadcast) (BroadcastAnswer, e
 		if r.Reference == "" {
 			return BroadcastAnswer{}, c.refuse(RouteBroadcast, fmt.Errorf("%w: recipient %d has no reference", ErrInvalidRequest, i))
 		}
-		n, ok := normalizeMobile(r.To)
+		n, ok := c.normalize(r.To)
 		if !ok {
 			local = append(local, Refusal{To: r.To, Raison: ErrNotMobile.Error()})
 			continue
@@ -293,19 +299,11 @@ func (c *Client) checkMessage(route, channel, reference, modele, texte string) e
 
 // mobile normalises a number, or refuses the call.
 func (c *Client) mobile(route, raw string) (string, error) {
-	n, ok := normalizeMobile(raw)
+	n, ok := c.normalize(raw)
 	if !ok {
 		return "", c.refuse(route, ErrNotMobile)
 	}
 	return n, nil
-}
-
-func normalizeMobile(raw string) (string, bool) {
-	n, err := transforms.NormalizePhone(raw)
-	if err != nil || !transforms.IsMobile(n) {
-		return "", false
-	}
-	return n, true
 }
 
 // validChannel accepts the three channels, and "" for auto.

@@ -14,6 +14,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/biway"
 	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // Numbers under the simulator's default rules: an even last digit takes RCS, "99" fails.
@@ -35,7 +36,7 @@ func startSim(t *testing.T, cfg biwaysim.SimConfig) *biwaysim.Sim {
 
 func newClient(t *testing.T, sim *biwaysim.Sim, mod ...func(*biway.Config)) *biway.Client {
 	t.Helper()
-	cfg := biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey(), Timeout: 2 * time.Second, RetryWaitMax: 200 * time.Millisecond}
+	cfg := biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey(), Timeout: 2 * time.Second, RetryWaitMax: 200 * time.Millisecond}
 	for _, m := range mod {
 		m(&cfg)
 	}
@@ -55,11 +56,13 @@ func apiErr(t *testing.T, err error) *httpclient.Error {
 
 func TestNewValidates(t *testing.T) {
 	t.Parallel()
+	m := transforms.MobileE164
 	for _, cfg := range []biway.Config{
-		{BaseURL: "", APIKey: "k"},
-		{BaseURL: "ftp://example.com", APIKey: "k"},
-		{BaseURL: "/relative", APIKey: "k"},
-		{BaseURL: "http://127.0.0.1:1", APIKey: ""},
+		{BaseURL: "", APIKey: "k", Mobile: m},
+		{BaseURL: "ftp://example.com", APIKey: "k", Mobile: m},
+		{BaseURL: "/relative", APIKey: "k", Mobile: m},
+		{BaseURL: "http://127.0.0.1:1", APIKey: "", Mobile: m},
+		{BaseURL: "http://127.0.0.1:1", APIKey: "k"}, // no Mobile check
 	} {
 		_, err := biway.New(cfg, nil)
 		require.Error(t, err, "config %+v", cfg)
@@ -358,7 +361,7 @@ func TestRetries(t *testing.T) {
 func TestPartnerMessageIsScrubbed(t *testing.T) {
 	t.Parallel()
 	srv := startEcho(t, http.StatusBadRequest, `{"error":true,"code":"INVALID_NUMBER","message":"numero +33612345678 refuse pour jean.dupont@example.com"}`)
-	c, err := biway.New(biway.Config{BaseURL: srv, APIKey: "k"}, nil)
+	c, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: srv, APIKey: "k"}, nil)
 	require.NoError(t, err)
 	_, err = c.Submit(t.Context(), biway.Submission{To: rcsNumber, Texte: "x", Reference: "r"})
 	require.Error(t, err)

@@ -7,6 +7,7 @@ import (
 	"github.com/passerelle/passerelle/connectors/biway"
 	"github.com/passerelle/passerelle/connectors/biway/biwaysim"
 	"github.com/passerelle/passerelle/internal/httpclient"
+	"github.com/passerelle/passerelle/transforms"
 )
 
 // A lead's acknowledgement: the reference is the lead's event id, so sending it again after a
@@ -18,7 +19,7 @@ func ExampleClient_Submit() {
 		return
 	}
 	defer sim.Close()
-	c, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
+	c, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -86,7 +86,7 @@ func (c *BiwayConfig) Validate() error {
 }
 
 func (c *BiwayConfig) client(hm *httpclient.Metrics) (*biway.Client, error) {
-	cl, err := biway.New(biway.Config{BaseURL: c.URL, APIKey: c.APIKey}, hm)
+	cl, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: c.URL, APIKey: c.APIKey}, hm)
 	if err != nil {
 		return nil, fmt.Errorf("biway: %w", err)
 	}
@@ -348,7 +348,7 @@ func (*Biway) Sandbox(_ context.Context, sb *Sandbox) ([]string, error) {
 		return nil, err
 	}
 	sb.OnRun(func(ctx context.Context, webhookBase, _ string) {
-		client, err := biway.New(biway.Config{BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
+		client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
 		if err == nil {
 			_, err = client.RegisterCallback(ctx, webhookBase+"/webhooks/biway", secret)
 		}
