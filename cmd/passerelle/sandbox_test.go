@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -40,15 +42,29 @@ func TestSandboxShowsRecordsFlowing(t *testing.T) {
 		w.Close()
 	}()
 
-	// The banner says where the metrics are.
+	// The banner says where the metrics are, prints every credential the sandbox uses, and points
+	// the operator commands of another shell at its store and admin API.
 	var metricsURL string
+	var banner strings.Builder
 	sc := bufio.NewScanner(out)
-	for sc.Scan() && metricsURL == "" {
+	for sc.Scan() {
+		banner.WriteString(sc.Text() + "\n")
 		if m := regexp.MustCompile(`metrics\s+(http://\S+/metrics)`).FindStringSubmatch(sc.Text()); m != nil {
 			metricsURL = m[1]
 		}
+		if strings.Contains(sc.Text(), "Ctrl-C stops it.") {
+			break
+		}
 	}
 	require.NotEmpty(t, metricsURL, "the sandbox prints where the metrics are")
+	for _, want := range []string{"client_secret", "password", "signing secret", "token", "set -a; . "} {
+		require.Contains(t, banner.String(), want)
+	}
+	envFile, err := os.ReadFile(filepath.Join(os.Getenv("PASSERELLE_DATA_DIR"), "sandbox.env"))
+	require.NoError(t, err, "the sandbox writes the variables the operator commands need")
+	for _, want := range []string{"PASSERELLE_ADMIN_ADDR=127.0.0.1:", "PASSERELLE_DATA_DIR=", "PASSERELLE_SHOPAPP_CLIENT_SECRET="} {
+		require.Contains(t, string(envFile), want)
+	}
 	go func() { _, _ = io.Copy(io.Discard, out) }()
 
 	counter := func(name, labels string) float64 {
