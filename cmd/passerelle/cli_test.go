@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net"
 	"os"
@@ -224,7 +225,18 @@ func startDaemon(t *testing.T, env ...string) *app.App {
 
 func TestDLQListAgainstRunningDaemon(t *testing.T) {
 	clearPasserelleEnv(t)
-	startDaemon(t)
+	a := startDaemon(t)
+
+	// --admin reaches the daemon when PASSERELLE_ADMIN_ADDR points elsewhere, and every listing
+	// has a JSON form for scripts.
+	t.Setenv("PASSERELLE_ADMIN_ADDR", freeAddr(t))
+	for _, args := range [][]string{{"dlq", "list"}, {"stages"}, {"endpoints", "list"}, {"billing", "status"}} {
+		code, stdout, stderr := runCLI(append(args, "--admin", a.AdminAddr(), "--output", "json")...)
+		require.Equal(t, exitOK, code, "%v: %s", args, stderr)
+		require.True(t, json.Valid([]byte(stdout)), "%v --output json: %s", args, stdout)
+	}
+	t.Setenv("PASSERELLE_ADMIN_ADDR", a.AdminAddr())
+
 	code, stdout, stderr := runCLI("dlq", "list")
 	require.Equal(t, exitOK, code, "stderr: %s", stderr)
 	require.Empty(t, stderr)
