@@ -83,16 +83,42 @@ func TestYieldHoldsStagesWhileIngestIsBusy(t *testing.T) {
 	require.GreaterOrEqual(t, held, 0.2, "the time held is counted")
 }
 
-func TestYieldIsBounded(t *testing.T) {
-	y := pipelines.NewYield(20*time.Millisecond, prometheus.NewRegistry())
+func TestYieldIsBoundedPerBurst(t *testing.T) {
+	const max = 300 * time.Millisecond
+	reg := prometheus.NewRegistry()
+	y := pipelines.NewYield(max, reg)
 	handled, publish := yieldRouter(t, y)
+	heldSoFar := func() float64 {
+		v, _ := gathered(t, reg, "passerelle_stage_yield_seconds_total", map[string]string{"pipeline": "leads", "stage": "normalize"})
+		return v
+	}
+
+	// The burst never ends, yet the stage is held for Max at most, then runs beside it.
 	release := storing(y, pipelines.YieldAbove)
-	defer release()
-	// The burst never ends, yet each message waits Max at most: the stages still progress.
-	for _, id := range []string{"a", "b", "c"} {
+	start := time.Now()
+	publish("a")
+	waitHandled(t, handled, "a")
+	require.GreaterOrEqual(t, time.Since(start), max-50*time.Millisecond, "held for the burst's first Max")
+	first := heldSoFar()
+	for _, id := range []string{"b", "c", "d"} {
 		publish(id)
 		waitHandled(t, handled, id)
 	}
+	require.Equal(t, first, heldSoFar(), "past Max, the same burst holds nothing more")
+
+	// Once it has ended (no burst for the linger, 100 ms), the next burst holds again.
+	release()
+	time.Sleep(150 * time.Millisecond)
+	release = storing(y, pipelines.YieldAbove)
+	defer release()
+	publish("e")
+	select {
+	case id := <-handled:
+		t.Fatalf("message %s handled at once in a new burst", id)
+	case <-time.After(max / 3):
+	}
+	waitHandled(t, handled, "e")
+	require.Greater(t, heldSoFar(), first, "the new burst held the stage")
 }
 
 func TestYieldOff(t *testing.T) {

@@ -34,6 +34,7 @@ const (
 
 const (
 	seriesCRMIn    = `passerelle_stage_messages_total{outcome="in",pipeline="leads",stage="crm"}`
+	seriesYield    = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="normalize"}`
 	seriesCRMCalls = `passerelle_stage_duration_seconds_count{pipeline="leads",stage="crm"}`
 	seriesCRMTime  = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="crm"}`
 	seriesNormTime = `passerelle_stage_duration_seconds_sum{pipeline="leads",stage="normalize"}`
@@ -57,7 +58,7 @@ type deliveryRun struct {
 	afterPost  time.Duration // from the last post to the last delivery
 	timedOut   bool
 	// From the daemon's /metrics (NaN when the build does not export them).
-	yielded float64 // seconds the CRM stage spent held by the yield middleware
+	yielded float64 // seconds the normalize stage spent held by the yield middleware
 	perCall float64 // leads per call of the CRM stage (the batches it handled)
 	// Where the time went: each stage's handler time summed over its calls, and its calls.
 	crmTime, normTime   float64
@@ -209,7 +210,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 
 	var sb strings.Builder
 	tw := tabwriter.NewWriter(&sb, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "receiver\tbuild\tleads\tdelivered/s\tspan\tposting\tspan while posting\tdelivered then\tthen/s\tat full\tmax in flight\tduplicates\tCRM stage held\tleads/call\tCPU/lead\tpeak RSS\t\n")
+	fmt.Fprintf(tw, "receiver\tbuild\tleads\tdelivered/s\tspan\tposting\tspan while posting\tdelivered then\tthen/s\tat full\tmax in flight\tduplicates\tnormalize held\tleads/call\tCPU/lead\tpeak RSS\t\n")
 	for _, r := range table {
 		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2f s\t%.2f s\t%.2f s\t%d\t%.0f\t%.0f%%\t%d\t%d\t%s\t%s\t%.0f µs\t%s\t\n", answering(r.delay), r.build, r.distinct, r.rate(),
 			r.span().Seconds(), r.posting.Seconds(), r.overlap.Seconds(), r.duringPost, r.afterRate(), 100*r.full.Seconds()/r.span().Seconds(),
@@ -243,7 +244,7 @@ func benchDelivery(ctx context.Context, o options, tmp string, daemon func() (st
 	rep.addf("span: first to last distinct delivery; span while posting: its part before the last lead was posted, when the stages")
 	rep.addf("        yield to the webhook burst (PASSERELLE_STAGE_YIELD); delivered then: distinct leads delivered in that part; then/s:")
 	rep.addf("        the rate from the last post to the last delivery; at full: share of the span with %d requests in flight at the", conc)
-	rep.addf("        receiver; CRM stage held: seconds the yield middleware held that stage (passerelle_stage_yield_seconds_total);")
+	rep.addf("        receiver; normalize held: seconds the yield middleware held the normalize stage (passerelle_stage_yield_seconds_total);")
 	rep.addf("        CPU/lead: the daemon's CPU (all threads) from the first post to the last delivery, per lead")
 
 	var timedOut bool

@@ -27,7 +27,6 @@ const (
 	seriesIngestOut  = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="ingest"}`
 	seriesCRMOut     = `passerelle_stage_messages_total{outcome="out",pipeline="leads",stage="crm"}`
 	seriesBehind     = `passerelle_stage_backlog_oldest_seconds{pipeline="leads",stage="%s"}`
-	seriesYield      = `passerelle_stage_yield_seconds_total{pipeline="leads",stage="crm"}`
 	seriesPublishes  = `passerelle_transport_publish_duration_seconds_count{outcome="ok",topic="leads.received"}`
 	seriesPublishSum = `passerelle_transport_publish_duration_seconds_sum{outcome="ok",topic="leads.received"}`
 )
@@ -40,7 +39,6 @@ type ingestRound struct {
 	verifyOK, verifyFailed int64
 	verifyPublished        int64
 	delivered              float64       // leads the router delivered to the CRM receiver meanwhile
-	yielded                float64       // share of the run the CRM stage spent yielding to the webhooks
 	perPublish             float64       // leads per broker message the webhook published (its batches)
 	publishWait            time.Duration // mean time from a batch's publish to its acknowledgement
 	// How long the oldest lead waiting for each stage had waited when the measured run ended.
@@ -142,10 +140,9 @@ func benchIngest(ctx context.Context, o options, tmp string, daemon func() (stri
 		mb(int64(pick(func(r ingestRound) float64 { return r.heapSys }))), mb(int64(pick(func(r ingestRound) float64 { return r.heapInuse }))))
 	rep.addf("webhook batches: %.1f leads per broker message on average, acknowledged %s after their publish (broker.Batcher; medians)",
 		pick(func(r ingestRound) float64 { return r.perPublish }), ms(pickD(func(r ingestRound) time.Duration { return r.publishWait })))
-	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median), the CRM stage",
+	rep.addf("router meanwhile: %.0f leads/s delivered to the CRM receiver during the measured run (median): the stages",
 		pick(func(r ingestRound) float64 { return r.delivered }))
-	rep.addf("        yielding to the webhook burst %.0f%% of the time (PASSERELLE_STAGE_YIELD, default); at its end the",
-		100*pick(func(r ingestRound) float64 { return r.yielded }))
+	rep.addf("        hold their messages while the webhooks are busy (PASSERELLE_STAGE_YIELD, default); at its end the")
 	rep.addf("        oldest lead waiting for normalize had waited %.1f s, for the CRM stage %.1f s (passerelle_stage_backlog_oldest_seconds)",
 		pick(func(r ingestRound) float64 { return r.behindNormalize }), pick(func(r ingestRound) float64 { return r.behindCRM }))
 	rep.addf("")
@@ -240,7 +237,7 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 	if err != nil {
 		return 0, err
 	}
-	series := []string{seriesCRMOut, seriesYield, seriesIngestOut, seriesPublishes, seriesPublishSum}
+	series := []string{seriesCRMOut, seriesIngestOut, seriesPublishes, seriesPublishSum}
 	before, err := p.metrics(series...)
 	if err != nil {
 		return 0, err
@@ -253,9 +250,8 @@ func runDaemonRound(ctx context.Context, gen loadGen, o options, r *ingestRound,
 		return 0, err
 	}
 	r.delivered = (after[0] - before[0]) / r.daemon.elapsed.Seconds()
-	r.yielded = (after[1] - before[1]) / r.daemon.elapsed.Seconds()
-	r.perPublish = (after[2] - before[2]) / max(1, after[3]-before[3])
-	r.publishWait = time.Duration((after[4] - before[4]) / max(1, after[3]-before[3]) * float64(time.Second))
+	r.perPublish = (after[1] - before[1]) / max(1, after[2]-before[2])
+	r.publishWait = time.Duration((after[3] - before[3]) / max(1, after[2]-before[2]) * float64(time.Second))
 	if r.behindNormalize, err = p.metric(fmt.Sprintf(seriesBehind, "normalize")); err != nil {
 		return 0, err
 	}

@@ -150,9 +150,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 	metrics := pipelines.NewMetrics(a.Registry)
 	// Watermill narrates every subscriber start and stop at info: keep that for debug.
 	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "watermill"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug})
-	// Up to 64 prefetched messages (a consumer's MaxAckPending) wait behind a held one: their
-	// waits must add up to well under the AckWait, or they would be redelivered while queued.
-	yield := pipelines.NewYield(min(cfg.StageYield, ackWait/128), a.Registry)
+	// A stage's prefetched messages wait behind a held one, their AckWait running: a hold must
+	// end well before it, or they would be redelivered while queued.
+	yield := pipelines.NewYield(min(cfg.StageYield, ackWait/4), a.Registry)
 	if a.Router, err = pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: handlerTimeout, CloseTimeout: cfg.ShutdownTimeout, Yield: yield, Pause: a.Guard.Wait}, a.Pub, metrics, wlog); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ func serveCmd(cli *modules.CLI) *cobra.Command {
 			for _, m := range app.ModuleStates(cfg, app.Modules()) {
 				log.Info("module", "name", m.Name, "on", m.On, "why", m.Why)
 			}
+			app.ApplyMemoryLimit(cfg.MemoryLimit, log)
 			a, err := app.New(c.Context(), cfg, log)
 			if err != nil {
 				return err
@@ -172,6 +173,7 @@ func sandbox(ctx context.Context, cli *modules.CLI, every time.Duration) error {
 	if err != nil {
 		return modules.UsageError{Msg: err.Error()}
 	}
+	app.ApplyMemoryLimit(cfg.MemoryLimit, log)
 	a, err := app.New(ctx, cfg, log)
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
+	"github.com/passerelle/passerelle/internal/bytesize"
 	"github.com/passerelle/passerelle/internal/diskguard"
 )
 
@@ -37,11 +38,12 @@ type Config struct {
 	RedeliveryMin   time.Duration `env:"REDELIVERY_MIN, default=1s" desc:"first wait before a failed message is redelivered; doubles on each failure"`
 	RedeliveryMax   time.Duration `env:"REDELIVERY_MAX, default=5m" desc:"longest wait between two redeliveries of a failed message"`
 	AckWait         time.Duration `env:"ACK_WAIT, default=2m" desc:"how long the broker waits for a stage to acknowledge a message before redelivering it (messages in flight when the process died come back after this); a stage run times out at 3/4 of it, 90s at most"`
-	StageYield      time.Duration `env:"STAGE_YIELD, default=500ms" desc:"while 8 or more webhook requests are being stored at once (and for 100ms after), each stage waits up to this long before its next message, so partners get their answers first and deliveries catch up after the burst; 0 turns it off; lowered to PASSERELLE_ACK_WAIT/128 if above"`
+	StageYield      time.Duration `env:"STAGE_YIELD, default=30s" desc:"while 8 or more webhook requests are being stored at once (and for 100ms after), the stages hold their next message, for this long at most per burst, so partners get their answers first and deliveries catch up after the burst; 0 turns it off; lowered to PASSERELLE_ACK_WAIT/4 if above"`
 
 	NATS NATS `env:", prefix=NATS_"`
 
 	MinFreeDisk     string `env:"MIN_FREE_DISK" desc:"free space to keep in the data directory: a size (500MB, 64MiB) or a share (5%); empty is the smaller of 5% and 500MB. Below it /readyz answers 503, webhooks answer 503 without taking the record and stages pause, until space returns"`
+	MemoryLimit     string `env:"MEMORY_LIMIT, default=150MiB" desc:"soft limit of the Go runtime's memory (as GOMEMLIMIT, which wins when set): near it the GC runs sooner and frees the embedded broker's message-block caches, so a webhook burst does not grow the process past it; a size (150MiB, 1GB) or off. It is not a cap: live data above it is kept"`
 	AllowUnknownEnv bool   `env:"ALLOW_UNKNOWN_ENV, default=false" desc:"accept PASSERELLE_* variables the daemon does not know; by default each is a start-up error naming the nearest known one"`
 
 	// parts are the modules' own sections, as loaded with the core.
@@ -270,6 +272,9 @@ func (c Config) Validate() error {
 	if _, err := diskguard.ParseFloor(c.MinFreeDisk); err != nil {
 		bad("MIN_FREE_DISK", "%v", err)
 	}
+	if _, err := ParseMemoryLimit(c.MemoryLimit); err != nil {
+		bad("MEMORY_LIMIT", "%v", err)
+	}
 	if c.StageYield < 0 {
 		bad("STAGE_YIELD", "must not be negative")
 	}
@@ -413,4 +418,22 @@ func (c Config) StoreLocation() string {
 		return c.StoreDSN
 	}
 	return filepath.Join(c.DataDir, "passerelle.db")
+}
+
+// minMemoryLimit keeps a typo ("150KiB") from turning the GC into the daemon's main work.
+const minMemoryLimit = 32 << 20
+
+// ParseMemoryLimit reads PASSERELLE_MEMORY_LIMIT: a size, or "off" (0: no limit).
+func ParseMemoryLimit(s string) (uint64, error) {
+	if strings.EqualFold(strings.TrimSpace(s), "off") {
+		return 0, nil
+	}
+	v, err := bytesize.Parse(s)
+	if err != nil {
+		return 0, fmt.Errorf("%w, or off", err)
+	}
+	if v < minMemoryLimit {
+		return 0, fmt.Errorf("%q is below 32MiB: the GC would run all the time; want a size such as 150MiB, or off", s)
+	}
+	return v, nil
 }

@@ -187,3 +187,32 @@ func TestNATSReplicas(t *testing.T) {
 		}
 	}
 }
+
+func TestMemoryLimit(t *testing.T) {
+	for _, tc := range []struct {
+		env  []string
+		want uint64
+		err  string
+	}{
+		{env: nil, want: 150 << 20},
+		{env: []string{"PASSERELLE_MEMORY_LIMIT=1GiB"}, want: 1 << 30},
+		{env: []string{"PASSERELLE_MEMORY_LIMIT=off"}, want: 0},
+		{env: []string{"PASSERELLE_MEMORY_LIMIT=150KiB"}, err: `PASSERELLE_MEMORY_LIMIT: "150KiB" is below 32MiB`},
+		{env: []string{"PASSERELLE_MEMORY_LIMIT=lots"}, err: `PASSERELLE_MEMORY_LIMIT: "lots": want a size such as 500MB or 64MiB, or off`},
+	} {
+		c, err := LoadFrom(context.Background(), tc.env)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%v: error %v, want one containing %q", tc.env, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%v: %v", tc.env, err)
+			continue
+		}
+		if got, err := ParseMemoryLimit(c.MemoryLimit); err != nil || got != tc.want {
+			t.Errorf("%v: limit %d, %v; want %d", tc.env, got, err, tc.want)
+		}
+	}
+}

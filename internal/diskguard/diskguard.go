@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/passerelle/passerelle/internal/bytesize"
 )
 
 // Floor is the least free space to keep: a share of the filesystem, a size, or (the default) the
@@ -42,23 +44,11 @@ func ParseFloor(s string) (Floor, error) {
 		}
 		return Floor{Percent: v}, nil
 	}
-	units := []struct {
-		suffix string
-		mult   uint64
-	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
-	mult := uint64(1)
-	num := s
-	for _, u := range units {
-		if n, ok := strings.CutSuffix(s, u.suffix); ok {
-			num, mult = strings.TrimSpace(n), u.mult
-			break
-		}
-	}
-	v, err := strconv.ParseUint(num, 10, 64)
+	v, err := bytesize.Parse(s)
 	if err != nil {
 		return Floor{}, fmt.Errorf("%q: want a size such as 500MB or 64MiB, or a percentage such as 5%%", s)
 	}
-	return Floor{Bytes: v * mult}, nil
+	return Floor{Bytes: v}, nil
 }
 
 // of is the floor for a filesystem of total bytes.
