@@ -1,13 +1,17 @@
 package pipelines_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/stretchr/testify/require"
 
+	"github.com/passerelle/passerelle/internal/broker"
 	"github.com/passerelle/passerelle/pipelines"
 )
 
@@ -66,4 +70,64 @@ func TestCheckReplayAll(t *testing.T) {
 		require.Equal(t, lead.EventID, leads[i].EventID, "record %d", i)
 	}
 	require.True(t, errors.Is(errs[3], pipelines.ErrUnknownSource))
+}
+
+// publishedTo records what a replay publishes.
+type publishedTo struct {
+	topic string
+	msgs  []*message.Message
+}
+
+func (p *publishedTo) PublishContext(_ context.Context, topic string, msgs ...*message.Message) error {
+	p.topic = topic
+	p.msgs = append(p.msgs, msgs...)
+	return nil
+}
+
+// Replayed records reach leads.received in batches of 32, as the webhook's do, each record
+// unchanged inside; at leads.normalized each lead is its own message, its event id as message id.
+func TestReplayPublishesBatches(t *testing.T) {
+	t.Parallel()
+	const n = 70 // 32 + 32 + 6
+	recs := make([]pipelines.ReplayRecord, n+1)
+	for i := range n {
+		recs[i] = pipelines.ReplayRecord{Source: pipelines.SourceIciFormation,
+			Body: json.RawMessage(fmt.Sprintf(`{"nom":"A","email":"a%d@example.fr","id_client":"c%d"}`, i, i))}
+	}
+	recs[n] = pipelines.ReplayRecord{Source: pipelines.SourceIciFormation, Body: json.RawMessage(`{"nom":"no contact"}`)}
+	sources := pipelines.LeadSources{pipelines.SourceIciFormation: pipelines.DecodeIciFormation}
+	now := func() time.Time { return time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC) }
+
+	var pub publishedTo
+	r := pipelines.Replayer{Sources: sources, Pub: &pub, Now: now}
+	counts, err := r.Replay(context.Background(), recs, pipelines.StageReceived)
+	require.NoError(t, err)
+	require.Equal(t, pipelines.ReplayCounts{pipelines.ReplayPublished: n, pipelines.ReplayRejected: 1}, counts)
+	require.Equal(t, pipelines.TopicLeadsReceived, pub.topic)
+	var sizes []int
+	var bodies []string
+	for _, m := range pub.msgs {
+		items, err := broker.Unbatch(m)
+		require.NoError(t, err)
+		sizes = append(sizes, len(items))
+		for _, it := range items {
+			require.Equal(t, "1", it.Metadata.Get(pipelines.MetaReplay))
+			require.Equal(t, pipelines.SourceIciFormation, it.Metadata.Get(pipelines.MetaSource))
+			bodies = append(bodies, string(it.Payload))
+		}
+	}
+	require.Equal(t, []int{32, 32, 6}, sizes)
+	for i := range n {
+		require.Equal(t, string(recs[i].Body), bodies[i], "record %d, in order", i)
+	}
+
+	pub = publishedTo{}
+	_, err = r.Replay(context.Background(), recs, pipelines.StageNormalized)
+	require.NoError(t, err)
+	require.Equal(t, pipelines.TopicLeadsNormalized, pub.topic)
+	require.Len(t, pub.msgs, n)
+	lead, err := sources.CheckReplay(recs[0], now())
+	require.NoError(t, err)
+	require.Equal(t, lead.EventID, pub.msgs[0].UUID)
+	require.False(t, broker.IsBatch(pub.msgs[0]))
 }
