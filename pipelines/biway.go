@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -57,6 +56,8 @@ const (
 
 // BiwayStore is the part of the store the Bi-way pipeline keeps its records in.
 type BiwayStore interface {
+	// TryLock is the lock replicas share (store.Store.TryLock): one send to a number at a time.
+	TryLock(ctx context.Context, name string) (release func(), ok bool, err error)
 	GetState(ctx context.Context, ns, key string) ([]byte, bool, error)
 	PutState(ctx context.Context, ns, key string, v []byte) error
 	ListState(ctx context.Context, ns string) (map[string][]byte, error)
@@ -158,9 +159,6 @@ type BiwayAck struct {
 	Log     *slog.Logger
 	Now     func() time.Time
 
-	// sendMu makes the scheduler and the stage send one at a time, so that the daily count of a
-	// number is read and written by one of them at once.
-	sendMu sync.Mutex
 }
 
 // Handle acknowledges the leads msg carries (one, or a batch).
@@ -225,14 +223,35 @@ func (a *BiwayAck) schedule(ctx context.Context, p pendingAck, now time.Time) er
 	return nil
 }
 
+// ErrBiwayNumberBusy is a send not tried because another one to the same number is in progress,
+// on this replica or another: the message is redelivered, the scheduler tries at its next tick.
+var ErrBiwayNumberBusy = errors.New("biway: another acknowledgement to this number is being sent; tried again later")
+
 // send submits one acknowledgement through the delivery engine unless the number had its
 // share today. A refusal no retry fixes is recorded, not retried; a retryable failure is
-// returned.
+// returned. The number's lock, shared by every replica on the store, makes the daily count's
+// read and write one step; under it the lead's record is read again, so a lead that another
+// replica's scheduler has just sent is not sent, nor taken for the day's second message.
 func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
-	a.sendMu.Lock()
-	defer a.sendMu.Unlock()
+	number := a.Hasher.Hash(p.To)
+	release, ok, err := a.Store.TryLock(ctx, "biway.number/"+number)
+	if err != nil {
+		return fmt.Errorf("biway number lock: %w", err)
+	}
+	if !ok {
+		return ErrBiwayNumberBusy
+	}
+	defer release()
+	if b, ok, err := a.Store.GetState(ctx, nsBiway, "lead/"+p.EventID); err != nil {
+		return fmt.Errorf("biway ack record: %w", err)
+	} else if ok {
+		var rec LeadAck
+		if json.Unmarshal(b, &rec) == nil && rec.Outcome != AckScheduled {
+			return nil
+		}
+	}
 	now := a.Now()
-	dayKey := "day/" + a.Window.LocalDay(now) + "/" + a.Hasher.Hash(p.To)
+	dayKey := "day/" + a.Window.LocalDay(now) + "/" + number
 	count := 0
 	if b, ok, err := a.Store.GetState(ctx, nsBiway, dayKey); err != nil {
 		return fmt.Errorf("biway daily count: %w", err)
@@ -250,7 +269,7 @@ func (a *BiwayAck) send(ctx context.Context, p pendingAck) error {
 		return fmt.Errorf("biway submission record: %w", err)
 	}
 	var ans biway.SubmitAnswer
-	err := a.Engine.Do(ctx, biwayEndpoint, func(ctx context.Context) error {
+	err = a.Engine.Do(ctx, biwayEndpoint, func(ctx context.Context) error {
 		var err error
 		ans, err = a.API.Submit(ctx, biway.Submission{To: p.To, Canal: a.Channel, Modele: a.Template, Variables: p.Variables, Reference: p.EventID})
 		return err

@@ -191,3 +191,100 @@ func TestBiwayAckRedeliveredAfterLostRecord(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, map[string]int{pipelines.AckSubmitted: 1}, status.Acks)
 }
+
+// gatedSubmitter holds its first submission until open is closed, after saying so on entered.
+type gatedSubmitter struct {
+	pipelines.BiwaySubmitter
+	entered, open chan struct{}
+	once          atomic.Bool
+}
+
+func (g *gatedSubmitter) Submit(ctx context.Context, s biway.Submission) (biway.SubmitAnswer, error) {
+	if g.once.CompareAndSwap(false, true) {
+		close(g.entered)
+		<-g.open
+	}
+	return g.BiwaySubmitter.Submit(ctx, s)
+}
+
+// gatedLocks holds its next TryLock until open is closed, after saying so on entered.
+type gatedLocks struct {
+	*store.Store
+	entered, open chan struct{}
+	armed         atomic.Bool
+}
+
+func (g *gatedLocks) TryLock(ctx context.Context, name string) (func(), bool, error) {
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.open
+	}
+	return g.Store.TryLock(ctx, name)
+}
+
+// Two replicas on one store: a number gets one acknowledgement a day whichever replica handles
+// its leads, and a scheduled acknowledgement both replicas' schedulers find is sent once.
+func TestBiwayAckOneSendPerNumberAcrossReplicas(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	clk := newTestClock(parisTime(t, "2026-12-07 10:00")) // a Monday, inside the window
+	sim, err := biwaysim.Start(biwaysim.SimConfig{Now: clk.Now})
+	require.NoError(t, err)
+	t.Cleanup(sim.Close)
+	client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
+	require.NoError(t, err)
+	st := openTestStore(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	window, err := pipelines.ParseSendWindow(pipelines.DefaultSendWindow)
+	require.NoError(t, err)
+	replica := func(api pipelines.BiwaySubmitter, s pipelines.BiwayStore) *pipelines.BiwayAck {
+		return &pipelines.BiwayAck{API: api, Engine: delivery.New(delivery.Config{}, nil), Store: s, Window: window,
+			Template: "tpl_ack", Channel: biway.ChannelAuto, MaxPerDay: 1, Metrics: pipelines.NewBiwayMetrics(prometheus.NewRegistry()),
+			Log: slogDiscard(), Now: clk.Now}
+	}
+	const number = "+33612345671"
+	lead := func(id string) *message.Message {
+		return leadMessage(t, transforms.Lead{EventID: id, Phone: number, FirstName: "Alice", ReceivedAt: clk.Now()})
+	}
+
+	// Replica A is sending lead 1 when replica B gets lead 2, for the same number: B sends nothing
+	// and fails, so the broker redelivers; once A is done, the redelivery finds the day's message.
+	gate := &gatedSubmitter{BiwaySubmitter: client, entered: make(chan struct{}), open: make(chan struct{})}
+	a, b := replica(gate, st), replica(client, st)
+	done := make(chan error, 1)
+	go func() { _, err := a.Handle(lead("ev-1")); done <- err }()
+	<-gate.entered
+	_, err = b.Handle(lead("ev-2"))
+	require.ErrorIs(t, err, pipelines.ErrBiwayNumberBusy)
+	close(gate.open)
+	require.NoError(t, <-done)
+	_, err = b.Handle(lead("ev-2")) // redelivered
+	require.NoError(t, err)
+	require.Equal(t, 1, sim.MessagesTo(number))
+	status, err := pipelines.ReadBiwayStatus(ctx, st)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{pipelines.AckSubmitted: 1, pipelines.AckDailyCap: 1}, status.Acks)
+
+	// A lead of Saturday night waits for Monday; both schedulers find it due. B has read it as
+	// still to send when A sends it: B, taking the number's lock after A, finds it sent.
+	clk.Advance(5*24*time.Hour + 11*time.Hour) // Saturday 21:00
+	const other = "+33612345673"
+	_, err = a.Handle(leadMessage(t, transforms.Lead{EventID: "ev-3", Phone: other, FirstName: "Bob", ReceivedAt: clk.Now()}))
+	require.NoError(t, err)
+	clk.Advance(35 * time.Hour) // Monday 08:00
+	locks := &gatedLocks{Store: st, entered: make(chan struct{}), open: make(chan struct{})}
+	locks.armed.Store(true)
+	b = replica(client, locks)
+	go func() { _, err := b.SendDue(ctx); done <- err }()
+	<-locks.entered
+	waiting, err := a.SendDue(ctx)
+	require.NoError(t, err)
+	require.Zero(t, waiting)
+	close(locks.open)
+	require.NoError(t, <-done)
+	require.Equal(t, 1, sim.MessagesTo(other))
+	status, err = pipelines.ReadBiwayStatus(ctx, st)
+	require.NoError(t, err)
+	require.Equal(t, map[string]int{pipelines.AckSubmitted: 2, pipelines.AckDailyCap: 1}, status.Acks, "ev-3 recorded as sent, not capped")
+	require.Zero(t, status.Scheduled)
+}
