@@ -158,7 +158,6 @@ type BiwayAck struct {
 	Metrics *BiwayMetrics
 	Log     *slog.Logger
 	Now     func() time.Time
-
 }
 
 // Handle acknowledges the leads msg carries (one, or a batch).
