@@ -1,11 +1,15 @@
 package pipelines_test
 
 import (
+	"context"
 	"math/rand/v2"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/passerelle/passerelle/connectors/simplebo"
@@ -159,4 +163,57 @@ func FuzzSimpleboEventMap(f *testing.F) {
 			t.Fatalf("%q: %v, then %v", s, m, again)
 		}
 	})
+}
+
+// The dedupe records of events older than SimpleboSeenKeep are pruned; an old event sent again
+// after that changes nothing (stale against the client's state), a recent one is still a duplicate.
+func TestPruneSimpleboSeen(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	st := openTestStore(t, t.TempDir())
+	t.Cleanup(func() { _ = st.Close() })
+	now := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	var pub publishedTo
+	m, err := pipelines.ParseSimpleboEventMap("")
+	require.NoError(t, err)
+	reg := prometheus.NewRegistry()
+	stage := &pipelines.SimpleboStateStage{Store: st, Pub: &pub, Map: m,
+		Metrics: pipelines.NewSimpleboMetrics(reg, st), Log: slogDiscard(), Now: func() time.Time { return now }}
+	verdicts := func(v string) float64 {
+		n := 0.0
+		for _, state := range []string{pipelines.SimpleboLeadCreated, pipelines.SimpleboServiceActivated} {
+			c, _ := gathered(t, reg, "passerelle_simplebo_state_events_total", map[string]string{"state": state, "verdict": v})
+			n += c
+		}
+		return n
+	}
+	handle := func(body string, received time.Time) {
+		t.Helper()
+		msg := message.NewMessage(watermill.NewUUID(), []byte(body))
+		msg.Metadata.Set(pipelines.MetaReceivedAt, received.Format(time.RFC3339Nano))
+		_, err := stage.Handle(msg)
+		require.NoError(t, err)
+	}
+	created := `{"event_type":"0","client_id":"c1","email":"a@example.fr","lead_creation_date":"2026-08-20"}`
+	activated := `{"event_type":"1","client_id":"c1","email":"a@example.fr","lead_creation_date":"2026-08-20","service_starting_date":"2026-11-24"}`
+	handle(created, now.Add(-100*24*time.Hour))
+	handle(activated, now.Add(-10*24*time.Hour))
+	require.Len(t, pub.msgs, 2)
+
+	n, err := pipelines.PruneSimpleboSeen(ctx, st, now.Add(-pipelines.SimpleboSeenKeep))
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "the 100-day-old record only")
+	n, err = pipelines.PruneSimpleboSeen(ctx, st, now.Add(-pipelines.SimpleboSeenKeep))
+	require.NoError(t, err)
+	require.Zero(t, n)
+
+	handle(created, now)   // its record is gone: applied again, and found stale
+	handle(activated, now) // still recorded: a duplicate
+	require.Len(t, pub.msgs, 2, "nothing published again")
+	require.Equal(t, 1.0, verdicts("stale"))
+	require.Equal(t, 1.0, verdicts("duplicate"))
+	c, ok, err := pipelines.LoadSimpleboClient(ctx, st, "c1")
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, pipelines.SimpleboServiceActivated, c.State)
 }

@@ -205,6 +205,15 @@ func (m *Simplebo) Build(ctx context.Context, env *Env) error {
 	if err := pipelines.AddSimplebo(ctx, env.Wiring, stages); err != nil {
 		return err
 	}
+	env.Go(func(ctx context.Context) {
+		every(ctx, 24*time.Hour, func(ctx context.Context) {
+			if n, err := pipelines.PruneSimpleboSeen(ctx, env.Store, env.Now().Add(-pipelines.SimpleboSeenKeep)); err != nil {
+				log.Warn("prune simplebo dedupe records", "error", err)
+			} else if n > 0 {
+				log.Debug("pruned simplebo dedupe records", "count", n)
+			}
+		})
+	})
 	env.Admin.HandleFunc("GET /admin/simplebo/clients", func(w http.ResponseWriter, r *http.Request) {
 		clients, err := pipelines.ListSimpleboClients(r.Context(), env.Store)
 		if err != nil {
