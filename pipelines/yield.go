@@ -61,13 +61,20 @@ func NewYield(max time.Duration, reg prometheus.Registerer) *Yield {
 
 // Storing marks a webhook request as being stored, until Stored. Both do nothing on a nil Yield.
 func (y *Yield) Storing() {
-	if y != nil && y.inflight.Add(1) >= YieldAbove {
-		now := int64(time.Since(y.start))
-		if now-y.lastBusy.Load() >= int64(yieldLinger) {
-			y.burstStart.Store(now) // concurrent requests may each store about the same instant
-		}
-		y.lastBusy.Store(now)
+	if y == nil {
+		return
 	}
+	n := y.inflight.Add(1)
+	if n < YieldAbove {
+		return
+	}
+	now := int64(time.Since(y.start))
+	// A burst starts when the count reaches the threshold after the linger without: not on
+	// each arrival, which may come seconds apart while stuck requests keep the count up.
+	if n == YieldAbove && now-y.lastBusy.Load() >= int64(yieldLinger) {
+		y.burstStart.Store(now) // concurrent requests may each store about the same instant
+	}
+	y.lastBusy.Store(now)
 }
 
 // Stored ends what Storing started.

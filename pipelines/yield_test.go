@@ -105,6 +105,13 @@ func TestYieldIsBoundedPerBurst(t *testing.T) {
 		waitHandled(t, handled, id)
 	}
 	require.Equal(t, first, heldSoFar(), "past Max, the same burst holds nothing more")
+	// A request arriving long after the others, while they still wait (stuck publishes keep the
+	// count up), is part of the same burst: it opens no new hold.
+	y.Storing()
+	publish("late")
+	waitHandled(t, handled, "late")
+	y.Stored()
+	require.Equal(t, first, heldSoFar(), "no new hold while the count never fell")
 
 	// Once it has ended (no burst for the linger, 100 ms), the next burst holds again.
 	release()
