@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/passerelle/passerelle/internal/bytesize"
+	"github.com/passerelle/passerelle/internal/config"
 )
 
 const (
@@ -449,6 +452,14 @@ func checkDaemon(t *testing.T, dir string) daemon {
 	}
 	if grace, _ := get(tmpl, "spec", "terminationGracePeriodSeconds").(int); time.Duration(grace)*time.Second <= d.shutdownTO {
 		t.Errorf("terminationGracePeriodSeconds %d is not above PASSERELLE_SHUTDOWN_TIMEOUT %v", grace, d.shutdownTO)
+	}
+	// The Go runtime's soft limit must leave the container's room for what is not Go heap.
+	limit := str(c, "resources", "limits", "memory")
+	container, err := bytesize.Parse(strings.TrimSuffix(limit, "i") + "iB")
+	if mem, ok := d.config["PASSERELLE_MEMORY_LIMIT"]; !ok || err != nil {
+		t.Errorf("PASSERELLE_MEMORY_LIMIT %q and resources.limits.memory %q: want both (a limit in Mi or Gi)", mem, limit)
+	} else if soft, err := config.ParseMemoryLimit(mem); err != nil || soft == 0 || soft > container*9/10 {
+		t.Errorf("PASSERELLE_MEMORY_LIMIT=%s against a container limit of %s: want a size at most 90%% of it (%v)", mem, limit, err)
 	}
 
 	// Service: named passerelle (the alerts' job label through the ServiceMonitor), on the pods.
