@@ -23,6 +23,7 @@ func ApplyMemoryLimit(setting string, log *slog.Logger) int64 {
 	v, err := config.ParseMemoryLimit(setting) // validated with the configuration
 	if err != nil || v == 0 || v > math.MaxInt64 {
 		debug.SetMemoryLimit(math.MaxInt64)
+		log.Info("memory limit", "bytes", "off", "from", "PASSERELLE_MEMORY_LIMIT")
 		return 0
 	}
 	debug.SetMemoryLimit(int64(v))
