@@ -600,36 +600,22 @@ func (r *BiwayReports) entity(ctx context.Context, e biway.EntityState) error {
 // the stage's age limit, and a message's reports have long arrived). Entities and the callback
 // registration stay. It returns how many records it deleted.
 func PruneBiway(ctx context.Context, st BiwayStore, now time.Time, keep time.Duration, window SendWindow) (int, error) {
-	all, err := st.ListState(ctx, nsBiway)
-	if err != nil {
-		return 0, fmt.Errorf("list biway records: %w", err)
-	}
 	yesterday := window.LocalDay(now.AddDate(0, 0, -1))
 	before := now.Add(-keep)
-	var gone []string
-	for k, v := range all {
+	return pruneState(ctx, st, nsBiway, func(k string, v []byte) bool {
 		prefix, rest, _ := strings.Cut(k, "/")
 		var rec struct {
 			At time.Time `json:"at"`
 		}
 		switch prefix {
 		case "day":
-			if day, _, _ := strings.Cut(rest, "/"); day < yesterday {
-				gone = append(gone, k)
-			}
+			day, _, _ := strings.Cut(rest, "/")
+			return day < yesterday
 		case "lead", "msg", "ref":
-			if json.Unmarshal(v, &rec) == nil && rec.At.Before(before) {
-				gone = append(gone, k)
-			}
+			return json.Unmarshal(v, &rec) == nil && rec.At.Before(before)
 		}
-	}
-	if len(gone) == 0 {
-		return 0, nil
-	}
-	if err := st.PutStates(ctx, nsBiway, nil, gone); err != nil {
-		return 0, fmt.Errorf("prune biway records: %w", err)
-	}
-	return len(gone), nil
+		return false
+	})
 }
 
 // BiwayCRMEvent turns a biway.events payload into the CRM's message.status_changed event.

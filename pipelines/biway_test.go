@@ -27,19 +27,27 @@ func leadMessage(t *testing.T, lead transforms.Lead) *message.Message {
 	return message.NewMessage(lead.EventID, b)
 }
 
-// A lead arriving on Saturday night waits for Monday's opening instead of being dropped or sent
-// at night; once sent, the number gets no second message that day; a replay of the lead sends
-// nothing.
-func TestBiwayAckWindowCapAndReplay(t *testing.T) {
-	t.Parallel()
-	clk := newTestClock(parisTime(t, "2026-12-05 21:00")) // a Saturday, after the window
-	sim, err := biwaysim.Start(biwaysim.SimConfig{Now: clk.Now})
+// biwayFixture starts the Bi-way simulator on now (time.Now when nil), a client of it, and a
+// store in a temporary directory.
+func biwayFixture(t *testing.T, now func() time.Time) (*biwaysim.Sim, *biway.Client, *store.Store) {
+	t.Helper()
+	sim, err := biwaysim.Start(biwaysim.SimConfig{Now: now})
 	require.NoError(t, err)
 	t.Cleanup(sim.Close)
 	client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
 	require.NoError(t, err)
 	st := openTestStore(t, t.TempDir())
 	t.Cleanup(func() { _ = st.Close() })
+	return sim, client, st
+}
+
+// A lead arriving on Saturday night waits for Monday's opening instead of being dropped or sent
+// at night; once sent, the number gets no second message that day; a replay of the lead sends
+// nothing.
+func TestBiwayAckWindowCapAndReplay(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock(parisTime(t, "2026-12-05 21:00")) // a Saturday, after the window
+	sim, client, st := biwayFixture(t, clk.Now)
 	window, err := pipelines.ParseSendWindow(pipelines.DefaultSendWindow)
 	require.NoError(t, err)
 	reg := prometheus.NewRegistry()
@@ -118,13 +126,7 @@ func TestBiwayAckWindowCapAndReplay(t *testing.T) {
 // fail so the broker redelivers, and the redelivery sends once.
 func TestBiwayAckRefusedAndRetried(t *testing.T) {
 	t.Parallel()
-	sim, err := biwaysim.Start(biwaysim.SimConfig{})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
-	require.NoError(t, err)
-	st := openTestStore(t, t.TempDir())
-	t.Cleanup(func() { _ = st.Close() })
+	sim, client, st := biwayFixture(t, nil)
 	window, err := pipelines.ParseSendWindow("00:00-24:00 Europe/Paris")
 	require.NoError(t, err)
 	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
@@ -165,13 +167,8 @@ func (f *flakyStore) PutStates(ctx context.Context, ns string, kv map[string][]b
 // with the same reference, and the partner, idempotent on it, messages nobody twice.
 func TestBiwayAckRedeliveredAfterLostRecord(t *testing.T) {
 	t.Parallel()
-	sim, err := biwaysim.Start(biwaysim.SimConfig{})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey()}, nil)
-	require.NoError(t, err)
-	st := &flakyStore{Store: openTestStore(t, t.TempDir())}
-	t.Cleanup(func() { _ = st.Close() })
+	sim, client, plain := biwayFixture(t, nil)
+	st := &flakyStore{Store: plain}
 	window, err := pipelines.ParseSendWindow("00:00-24:00")
 	require.NoError(t, err)
 	ack := &pipelines.BiwayAck{API: client, Engine: delivery.New(delivery.Config{}, nil), Store: st, Window: window,
@@ -228,13 +225,7 @@ func TestBiwayAckOneSendPerNumberAcrossReplicas(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	clk := newTestClock(parisTime(t, "2026-12-07 10:00")) // a Monday, inside the window
-	sim, err := biwaysim.Start(biwaysim.SimConfig{Now: clk.Now})
-	require.NoError(t, err)
-	t.Cleanup(sim.Close)
-	client, err := biway.New(biway.Config{Mobile: transforms.MobileE164, BaseURL: sim.URL(), APIKey: sim.APIKey(), RetryWaitMax: 10 * time.Millisecond}, nil)
-	require.NoError(t, err)
-	st := openTestStore(t, t.TempDir())
-	t.Cleanup(func() { _ = st.Close() })
+	sim, client, st := biwayFixture(t, clk.Now)
 	window, err := pipelines.ParseSendWindow(pipelines.DefaultSendWindow)
 	require.NoError(t, err)
 	replica := func(api pipelines.BiwaySubmitter, s pipelines.BiwayStore) *pipelines.BiwayAck {

@@ -662,30 +662,10 @@ const SimpleboSeenKeep = 90 * 24 * time.Hour
 
 // PruneSimpleboSeen deletes the dedupe records of events received before before, and says how many.
 func PruneSimpleboSeen(ctx context.Context, st PruningStore, before time.Time) (int, error) {
-	all, err := st.ListState(ctx, nsSimpleboSeen)
-	if err != nil {
-		return 0, fmt.Errorf("list simplebo dedupe records: %w", err)
-	}
-	var gone []string
-	for id, v := range all {
+	return pruneState(ctx, st, nsSimpleboSeen, func(_ string, v []byte) bool {
 		var seen simpleboSeen
-		if json.Unmarshal(v, &seen) == nil && seen.ReceivedAt.Before(before) {
-			gone = append(gone, id)
-		}
-	}
-	if len(gone) == 0 {
-		return 0, nil
-	}
-	if err := st.PutStates(ctx, nsSimpleboSeen, nil, gone); err != nil {
-		return 0, fmt.Errorf("prune simplebo dedupe records: %w", err)
-	}
-	return len(gone), nil
-}
-
-// PruningStore lists a namespace and deletes keys from it.
-type PruningStore interface {
-	ListState(ctx context.Context, ns string) (map[string][]byte, error)
-	PutStates(ctx context.Context, ns string, kv map[string][]byte, deleted []string) error
+		return json.Unmarshal(v, &seen) == nil && seen.ReceivedAt.Before(before)
+	})
 }
 
 // SimpleboStateStage is the simplebo.state stage: it applies each received event to the client
