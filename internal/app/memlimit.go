@@ -11,9 +11,11 @@ import (
 
 // ApplyMemoryLimit sets the Go runtime's soft memory limit from PASSERELLE_MEMORY_LIMIT, unless
 // GOMEMLIMIT is set (the runtime has applied it). The embedded nats-server keeps each 8 MB message
-// block it writes or reads for 10 s after its last use, held only weakly once flushed: without a
-// limit the GC lets them pile up to twice the live heap during a webhook burst; near the limit it
-// collects them. It returns the limit in force, 0 for none.
+// block a consumer reads for 10 s after its last use, held only weakly once flushed: without a
+// limit the GC lets them pile up to twice the live heap; near the limit it collects them. The
+// stages' hold during a webhook burst (pipelines.Yield) keeps a burst from piling them up; the
+// limit bounds what the hold does not cover: a burst longer than it, a large replay. It returns
+// the limit in force, 0 for none.
 func ApplyMemoryLimit(setting string, log *slog.Logger) int64 {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		limit := debug.SetMemoryLimit(-1)

@@ -43,7 +43,7 @@ type Config struct {
 	NATS NATS `env:", prefix=NATS_"`
 
 	MinFreeDisk     string `env:"MIN_FREE_DISK" desc:"free space to keep in the data directory: a size (500MB, 64MiB) or a share (5%); empty is the smaller of 5% and 500MB. Below it /readyz answers 503, webhooks answer 503 without taking the record and stages pause, until space returns"`
-	MemoryLimit     string `env:"MEMORY_LIMIT, default=150MiB" desc:"soft limit of the Go runtime's memory (as GOMEMLIMIT, which wins when set): near it the GC runs sooner and frees the embedded broker's message-block caches, so a webhook burst does not grow the process past it; a size (150MiB, 1GB) or off. It is not a cap: live data above it is kept"`
+	MemoryLimit     string `env:"MEMORY_LIMIT, default=150MiB" desc:"soft limit of the Go runtime's memory (as GOMEMLIMIT, which wins when set): near it the GC runs sooner and frees the embedded broker's message-block caches, so long bursts and large replays do not grow the process far past it; a size (150MiB, 1GB) or off. It is not a cap: live data above it is kept"`
 	AllowUnknownEnv bool   `env:"ALLOW_UNKNOWN_ENV, default=false" desc:"accept PASSERELLE_* variables the daemon does not know; by default each is a start-up error naming the nearest known one"`
 
 	// parts are the modules' own sections, as loaded with the core.
