@@ -455,7 +455,7 @@ func checkDaemon(t *testing.T, dir string) daemon {
 	}
 	// The Go runtime's soft limit must leave the container's room for what is not Go heap.
 	limit := str(c, "resources", "limits", "memory")
-	container, err := bytesize.Parse(strings.TrimSuffix(limit, "i") + "iB")
+	container, err := bytesize.Parse(strings.TrimSuffix(limit, "i") + "iB") // Kubernetes writes 512Mi for 512MiB
 	if mem, ok := d.config["PASSERELLE_MEMORY_LIMIT"]; !ok || err != nil {
 		t.Errorf("PASSERELLE_MEMORY_LIMIT %q and resources.limits.memory %q: want both (a limit in Mi or Gi)", mem, limit)
 	} else if soft, err := config.ParseMemoryLimit(mem); err != nil || soft == 0 || soft > container*9/10 {

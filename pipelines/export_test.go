@@ -16,3 +16,9 @@ func (e everySchedule) Next(t time.Time) time.Time { return t.Add(time.Duration(
 
 // DurableName is the broker consumer of a handler.
 func DurableName(handler string) string { return durableName(handler) }
+
+// BurstEnded says whether the burst is over: fewer than YieldAbove requests being stored, for
+// the linger.
+func (y *Yield) BurstEnded() bool {
+	return y.inflight.Load() < YieldAbove && y.lingered(int64(time.Since(y.start)))
+}

@@ -71,7 +71,7 @@ func (y *Yield) Storing() {
 	now := int64(time.Since(y.start))
 	// A burst starts when the count reaches the threshold after the linger without: not on
 	// each arrival, which may come seconds apart while stuck requests keep the count up.
-	if n == YieldAbove && now-y.lastBusy.Load() >= int64(yieldLinger) {
+	if n == YieldAbove && y.lingered(now) {
 		y.burstStart.Store(now) // concurrent requests may each store about the same instant
 	}
 	y.lastBusy.Store(now)
@@ -84,11 +84,17 @@ func (y *Yield) Stored() {
 	}
 }
 
+// lingered says whether yieldLinger has passed, at now since start, since the last moment with
+// YieldAbove requests being stored.
+func (y *Yield) lingered(now int64) bool {
+	return now-y.lastBusy.Load() >= int64(yieldLinger)
+}
+
 // busy says whether the stages should hold: a burst is on and has not yet lasted Max.
 func (y *Yield) busy() bool {
-	now := time.Since(y.start)
-	on := y.inflight.Load() >= YieldAbove || now-time.Duration(y.lastBusy.Load()) < yieldLinger
-	return on && now-time.Duration(y.burstStart.Load()) < y.max
+	now := int64(time.Since(y.start))
+	on := y.inflight.Load() >= YieldAbove || !y.lingered(now)
+	return on && now-y.burstStart.Load() < int64(y.max)
 }
 
 // initSeries creates a stage's series, so dashboards show zeros rather than gaps.

@@ -115,7 +115,7 @@ func TestYieldIsBoundedPerBurst(t *testing.T) {
 
 	// Once it has ended (no burst for the linger, 100 ms), the next burst holds again.
 	release()
-	time.Sleep(150 * time.Millisecond)
+	require.Eventually(t, y.BurstEnded, 10*time.Second, 10*time.Millisecond)
 	release = storing(y, pipelines.YieldAbove)
 	defer release()
 	publish("e")
