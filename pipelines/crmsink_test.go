@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +39,7 @@ type crmHarness struct {
 	w      pipelines.Wiring
 	router *message.Router
 	sink   *pipelines.CRMSink
+	secret string
 }
 
 // newCRMHarness builds it; the sink, with no in-call retries, sends to rcv under engine's limits.
@@ -65,7 +67,7 @@ func newCRMHarness(t *testing.T, engine delivery.Config, nak time.Duration) *crm
 	w := pipelines.Wiring{
 		Router: router, Pub: pub, Metrics: metrics, Log: slogDiscard(), Now: time.Now,
 		Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
-			cc := broker.ConsumerConfig{NakDelay: broker.ExpDelay{Min: nak, Max: 2 * nak}, Subscribers: opts.Subscribers}
+			cc := broker.ConsumerConfig{NakDelay: broker.ExpDelay{Min: nak, Max: 2 * nak}, Subscribers: opts.Subscribers, StartAfter: opts.StartAfter}
 			if opts.Ordered {
 				cc.MaxAckPending = 1
 			}
@@ -77,7 +79,58 @@ func newCRMHarness(t *testing.T, engine delivery.Config, nak time.Duration) *crm
 		Disabled: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "disabled_total"}, []string{"sink"}),
 		Log:      slogDiscard(), Now: time.Now,
 	}
-	return &crmHarness{ctx: ctx, b: b, pub: pub, st: st, rcv: rcv, reg: reg, w: w, router: router, sink: sink}
+	return &crmHarness{ctx: ctx, b: b, pub: pub, st: st, rcv: rcv, reg: reg, w: w, router: router, sink: sink, secret: secret}
+}
+
+// receiver starts one more CRM receiver that verifies the harness's signatures.
+func (h *crmHarness) receiver(t *testing.T) *crmsim.Receiver {
+	t.Helper()
+	rcv, err := crmsim.Start(h.secret)
+	require.NoError(t, err)
+	t.Cleanup(rcv.Close)
+	return rcv
+}
+
+// newRouter replaces the harness's router (the one before is closed by the caller), for a
+// restart on the same broker and store.
+func (h *crmHarness) newRouter(t *testing.T) {
+	t.Helper()
+	router, err := pipelines.NewRouter(pipelines.RouterConfig{HandlerTimeout: 20 * time.Second, CloseTimeout: 5 * time.Second}, h.pub, h.w.Metrics, watermill.NopLogger{})
+	require.NoError(t, err)
+	h.router, h.w.Router = router, router
+}
+
+// publishShopApp publishes one interface event per key, in turn, n rounds; it returns the event
+// ids in publication order.
+func (h *crmHarness) publishShopApp(t *testing.T, tag string, n int, keys ...string) []string {
+	t.Helper()
+	var ids []string
+	for i := range n {
+		for _, key := range keys {
+			ev := pipelines.ShopAppEvent{Type: pipelines.EventInterfaceStatusChanged, ID: fmt.Sprintf("sa_%s_%s_%d", tag, key, i), InterfaceKey: key, ObservedAt: time.Now().UTC()}
+			payload, err := json.Marshal(ev)
+			require.NoError(t, err)
+			m := message.NewMessage(ev.ID, payload)
+			m.Metadata.Set(pipelines.MetaEventID, ev.ID)
+			m.Metadata.Set(pipelines.MetaOrderingKey, ev.InterfaceKey)
+			require.NoError(t, h.pub.PublishContext(h.ctx, pipelines.TopicShopAppEvents, m))
+			ids = append(ids, ev.ID)
+		}
+	}
+	return ids
+}
+
+// deliveredOnce is the ids rcv received, in arrival order, requiring each once.
+func deliveredOnce(t *testing.T, rcv *crmsim.Receiver) []string {
+	t.Helper()
+	var order []string
+	for _, d := range rcv.Deliveries() {
+		order = append(order, d.ID)
+	}
+	for id, n := range rcv.UniqueIDs() {
+		require.Equal(t, 1, n, "event %s delivered %d times", id, n)
+	}
+	return order
 }
 
 // run starts the router once the stages are added.
@@ -231,6 +284,67 @@ func TestUnwrittenDeliveryLogIsNotResent(t *testing.T) {
 	require.Equal(t, 1, rcv.Attempts(), "sent once, though its log failed twice")
 	require.Equal(t, int32(2), hl.failed.Load())
 	require.Positive(t, hl.ok.Load())
+}
+
+// On an ordered topic, each endpoint has a stage of its own: one answering 410 holds only its own
+// events, while the other receives every event in order; once enabled, the first receives them all,
+// in order, each once.
+func TestOrderedTopicEndpointsAreIndependent(t *testing.T) {
+	t.Parallel()
+	h := newCRMHarness(t, delivery.Config{}, 50*time.Millisecond)
+	ctx, up := h.ctx, h.rcv
+	gone := h.receiver(t)
+	gone.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
+	h.sink.Endpoints = append(h.sink.Endpoints, gone.URL()+"/crm")
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	h.run(t)
+
+	ids := h.publishShopApp(t, "indep", 5, "sa-1", "sa-2")
+	require.NoError(t, up.WaitForUnique(ctx, len(ids)), "the endpoint that is up is not held back")
+	require.Equal(t, ids, deliveredOnce(t, up))
+	goneID := pipelines.EndpointID(h.sink.Endpoints[1])
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
+		held, err := h.st.HeldEvents(ctx)
+		return err == nil && held[goneID] == 1
+	}), "the disabled endpoint's first event is held")
+	require.Equal(t, 1, gone.Attempts(), "one 410, then nothing sent to a disabled endpoint")
+	for _, u := range h.sink.Endpoints {
+		stage := strings.TrimPrefix(pipelines.CRMStageName(pipelines.PipelineShopApp, u), pipelines.PipelineShopApp+".")
+		_, ok := gathered(t, h.reg, "passerelle_stage_messages_total", map[string]string{"pipeline": pipelines.PipelineShopApp, "stage": stage, "outcome": "in"})
+		require.True(t, ok, "stage %s has its series", stage)
+	}
+
+	gone.SetFault(crmsim.Fault{})
+	require.NoError(t, h.st.EnableEndpoint(ctx, goneID))
+	require.NoError(t, gone.WaitForUnique(ctx, len(ids)))
+	require.Equal(t, ids, deliveredOnce(t, gone), "once enabled, every event in order")
+	require.Equal(t, ids, deliveredOnce(t, up), "and nothing more to the other")
+}
+
+// A second endpoint added to an ordered topic's CRM starts where the topic's stage had come: it
+// gets what is published from then on, not the topic's history, and the first endpoint receives
+// nothing twice.
+func TestOrderedTopicEndpointAddedStartsWhereTheStageWas(t *testing.T) {
+	t.Parallel()
+	h := newCRMHarness(t, delivery.Config{}, 50*time.Millisecond)
+	ctx, first := h.ctx, h.rcv
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	h.run(t)
+	before := h.publishShopApp(t, "before", 3, "sa-1")
+	require.NoError(t, first.WaitForUnique(ctx, len(before)))
+	waitDrained(t, h.b, "shopapp.crm")
+	require.NoError(t, h.router.Close())
+
+	second := h.receiver(t)
+	h.sink.Endpoints = append(h.sink.Endpoints, second.URL()+"/crm")
+	h.newRouter(t)
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	h.run(t)
+	after := h.publishShopApp(t, "after", 2, "sa-1")
+	require.NoError(t, second.WaitForUnique(ctx, len(after)))
+	require.NoError(t, first.WaitForUnique(ctx, len(before)+len(after)))
+	require.Equal(t, after, deliveredOnce(t, second), "from where the stage was, not the topic's history")
+	require.Equal(t, append(before, after...), deliveredOnce(t, first))
 }
 
 // An interface's events reach the CRM in the order they happened, even when the first is refused

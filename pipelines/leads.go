@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -43,6 +44,9 @@ type SubscribeOptions struct {
 	// Ordered hands out one message at a time, the next only once this one is acked: a stage
 	// whose events carry an ordering key keeps their order across redeliveries.
 	Ordered bool
+	// StartAfter names stages of the same topic: the stage's consumer, when it is created, starts
+	// where the furthest of them is (broker.ConsumerConfig.StartAfter).
+	StartAfter []string
 }
 
 // DedupeStore remembers which leads were already forwarded.
@@ -315,6 +319,11 @@ func (w Wiring) handler(ctx context.Context, name, from, to string, h message.Ha
 
 func (w Wiring) handlerWith(ctx context.Context, name, from, to string, h message.HandlerFunc, opts SubscribeOptions) error {
 	durable := durableName(name)
+	after := make([]string, len(opts.StartAfter))
+	for i, n := range opts.StartAfter {
+		after[i] = durableName(n)
+	}
+	opts.StartAfter = after
 	sub, err := w.Subscribe(ctx, durable, from, opts)
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
@@ -335,13 +344,50 @@ func (w Wiring) handlerWith(ctx context.Context, name, from, to string, h messag
 
 // crmStage adds "<pipeline>.crm": a copy of sink delivering topic's events, mapped by toEvent,
 // taken one message at a time when they carry ordering keys. A nil sink (no CRM) adds nothing.
+//
+// An ordered topic with several endpoints gets a stage per endpoint instead,
+// "<pipeline>.crm.<digest>" (the digest of EndpointID): each endpoint then keeps its own place in
+// the topic, so one that is down, slow or disabled holds back only its own events. A stage created
+// later (an endpoint added, or the switch from one endpoint to several) starts where its siblings
+// are, not at the topic's first event.
 func (w Wiring) crmStage(ctx context.Context, pipeline, topic string, sink *CRMSink, toEvent func([]byte) (Event, error), ordered bool) error {
 	if sink == nil {
 		return nil
 	}
 	c := *sink
 	c.ToEvent, c.OnDelivered = toEvent, nil
-	return w.handlerWith(ctx, pipeline+".crm", topic, "", c.Handle, SubscribeOptions{Ordered: ordered})
+	shared := pipeline + ".crm"
+	if !ordered {
+		return w.handlerWith(ctx, shared, topic, "", c.Handle, SubscribeOptions{})
+	}
+	if len(c.Endpoints) < 2 {
+		// Back to one endpoint after several: start where its own stage had come.
+		var after []string
+		for _, u := range c.Endpoints {
+			after = append(after, CRMStageName(pipeline, u))
+		}
+		return w.handlerWith(ctx, shared, topic, "", c.Handle, SubscribeOptions{Ordered: true, StartAfter: after})
+	}
+	names := make([]string, len(c.Endpoints))
+	for i, u := range c.Endpoints {
+		names[i] = CRMStageName(pipeline, u)
+	}
+	for i, u := range c.Endpoints {
+		one := c
+		one.Endpoints = []string{u}
+		siblings := append([]string{shared}, names...)
+		if err := w.handlerWith(ctx, names[i], topic, "", one.Handle, SubscribeOptions{Ordered: true, StartAfter: siblings}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// CRMStageName is the handler of an ordered topic's CRM stage for one endpoint, when there are
+// several: "<pipeline>.crm.<digest>", the digest that ends EndpointID.
+func CRMStageName(pipeline, rawURL string) string {
+	_, digest, _ := strings.Cut(EndpointID(rawURL), "#")
+	return pipeline + ".crm." + digest
 }
 
 // deadLetters adds "<pipeline>.deadletter", which indexes the pipeline's dead-letter topic in the

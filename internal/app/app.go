@@ -178,7 +178,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (_ *App, err 
 			Subscribe: func(ctx context.Context, durable, topic string, opts pipelines.SubscribeOptions) (message.Subscriber, error) {
 				cc := broker.ConsumerConfig{
 					AckWait: ackWait, NakDelay: broker.ExpDelay{Min: cfg.RedeliveryMin, Max: cfg.RedeliveryMax},
-					Subscribers: opts.Subscribers,
+					Subscribers: opts.Subscribers, StartAfter: opts.StartAfter,
 				}
 				if opts.Ordered {
 					cc.MaxAckPending = 1

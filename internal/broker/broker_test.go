@@ -83,6 +83,36 @@ func TestPublishConsumeResume(t *testing.T) {
 	}
 }
 
+// A consumer created with StartAfter starts after the furthest ack floor of the siblings that
+// exist, keeps its own position once created, and starts at the beginning when none exists.
+func TestConsumerStartsAfterItsSiblings(t *testing.T) {
+	ctx := context.Background()
+	b, pub := openTest(t, Config{DataDir: t.TempDir()})
+	defer b.Close()
+	defer pub.Close()
+	for i := range 20 {
+		require.NoError(t, pub.Publish("things.in", message.NewMessage(fmt.Sprintf("id-%d", i), []byte("x"))))
+	}
+	require.Len(t, consume(t, b, "things_behind", 5, true), 5)
+	require.Len(t, consume(t, b, "things_ahead", 12, true), 12)
+
+	cc := ConsumerConfig{AckWait: time.Second, StartAfter: []string{"things_behind", "things_gone", "things_ahead"}}
+	got := consumeWith(t, b, "things_new", cc, 3, true)
+	require.Equal(t, []string{"id-12", "id-13", "id-14"}, got, "after the furthest sibling")
+	got = consumeWith(t, b, "things_new", cc, 5, true)
+	require.Equal(t, []string{"id-15", "id-16", "id-17", "id-18", "id-19"}, got, "reopened, it resumes from its own position")
+	bl, err := b.Backlog(ctx, "things_new")
+	require.NoError(t, err)
+	require.Equal(t, Backlog{}, bl)
+
+	sub, err := b.NewSubscriber(ctx, "things_alone", "things.in", ConsumerConfig{StartAfter: []string{"things_gone"}}, watermill.NopLogger{})
+	require.NoError(t, err)
+	require.NoError(t, sub.Close())
+	bl, err = b.Backlog(ctx, "things_alone")
+	require.NoError(t, err)
+	require.Equal(t, uint64(20), bl.Messages, "no sibling: from the first message")
+}
+
 // The backlog counts what the consumer has not acked, and dates the oldest of it by the first
 // message after the ack floor on the consumer's own subject.
 func TestBacklog(t *testing.T) {
@@ -179,10 +209,15 @@ func TestExpDelay(t *testing.T) {
 
 func consume(t *testing.T, b *Broker, durable string, n int, ack bool) []string {
 	t.Helper()
+	// Messages handed to the closed subscriber but not acked come back after AckWait: keep it short.
+	return consumeWith(t, b, durable, ConsumerConfig{AckWait: time.Second}, n, ack)
+}
+
+func consumeWith(t *testing.T, b *Broker, durable string, cc ConsumerConfig, n int, ack bool) []string {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	// Messages handed to the closed subscriber but not acked come back after AckWait: keep it short.
-	sub, err := b.NewSubscriber(ctx, durable, "things.in", ConsumerConfig{AckWait: time.Second}, watermill.NopLogger{})
+	sub, err := b.NewSubscriber(ctx, durable, "things.in", cc, watermill.NopLogger{})
 	require.NoError(t, err)
 	defer sub.Close()
 	ch, err := sub.Subscribe(ctx, "things.in")

@@ -116,6 +116,11 @@ type ConsumerConfig struct {
 	// Subscribers is how many messages are handled at once (default 1); above 1, MaxAckPending
 	// is raised to twice as many if below.
 	Subscribers int
+	// StartAfter names durables of the same topic: a consumer created now starts after the
+	// furthest of their ack floors, where its siblings are, instead of at the stream's first
+	// message. Those that do not exist are ignored; none at all: from the start. An existing
+	// consumer keeps its position.
+	StartAfter []string
 }
 
 // sameConsumer is whether the settings passerelle sets already hold.
@@ -166,6 +171,13 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 	if err := retrySettling(ctx, func(ctx context.Context) error {
 		info, err := b.js.ConsumerInfo(b.cfg.Stream, durable, nats.Context(ctx))
 		if errors.Is(err, nats.ErrConsumerNotFound) {
+			floor, ferr := b.furthestFloor(ctx, cc.StartAfter)
+			if ferr != nil {
+				return ferr
+			}
+			if floor > 0 {
+				cfg.DeliverPolicy, cfg.OptStartSeq = nats.DeliverByStartSequencePolicy, floor+1
+			}
 			if _, err = b.js.AddConsumer(b.cfg.Stream, cfg, nats.Context(ctx)); err == nil {
 				return nil
 			}
@@ -177,6 +189,8 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 		} else if err != nil {
 			return fmt.Errorf("consumer %s: %w", durable, err)
 		}
+		// Where a consumer starts is fixed at its creation (the server refuses to change it).
+		cfg.DeliverPolicy, cfg.OptStartSeq = info.Config.DeliverPolicy, info.Config.OptStartSeq
 		if sameConsumer(info.Config, *cfg) {
 			return nil
 		}
@@ -222,6 +236,23 @@ func (b *Broker) NewSubscriber(ctx context.Context, durable, topic string, cc Co
 	b.subs = append(b.subs, gs)
 	b.mu.Unlock()
 	return gs, nil
+}
+
+// furthestFloor is the highest ack floor (a stream sequence) of the durables that exist; 0 when
+// none does.
+func (b *Broker) furthestFloor(ctx context.Context, durables []string) (uint64, error) {
+	var floor uint64
+	for _, d := range durables {
+		info, err := b.js.ConsumerInfo(b.cfg.Stream, d, nats.Context(ctx))
+		if errors.Is(err, nats.ErrConsumerNotFound) {
+			continue
+		}
+		if err != nil {
+			return 0, fmt.Errorf("consumer %s: %w", d, err)
+		}
+		floor = max(floor, info.AckFloor.Stream)
+	}
+	return floor, nil
 }
 
 // gatedSubscriber works around a race in watermill-nats v2.1.3: when its subscriber is closed, or
