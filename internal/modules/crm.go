@@ -30,8 +30,14 @@ type CRMConfig struct {
 // Validate implements config.Section.
 func (c *CRMConfig) Validate() error {
 	var errs config.Errors
+	seen := make(map[string]bool, len(c.URLs))
 	for _, u := range c.URLs {
 		errs.HTTPURL("CRM_URL", u)
+		if seen[u] {
+			// Each endpoint has its own delivery log and, on ordered topics, its own stage.
+			errs.Add("CRM_URL", "an endpoint is listed twice")
+		}
+		seen[u] = true
 	}
 	if len(c.URLs) > 0 && c.Secret == "" {
 		errs.Add("CRM_SECRET", "required when PASSERELLE_CRM_URL is set")
