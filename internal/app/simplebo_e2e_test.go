@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/stretchr/testify/require"
 
+	"github.com/passerelle/passerelle/connectors/crm/crmsim"
 	"github.com/passerelle/passerelle/connectors/simplebo"
 	"github.com/passerelle/passerelle/connectors/simplebo/simplebosim"
 	"github.com/passerelle/passerelle/internal/app"
@@ -39,20 +40,25 @@ const (
 // and a token, and a CRM receiver.
 func startSimplebo(t *testing.T, sim *simplebosim.Sim, logs io.Writer) *fixture {
 	t.Helper()
-	f := newFixture(t,
-		"PASSERELLE_SIMPLEBO_URL="+sim.URL(),
-		"PASSERELLE_SIMPLEBO_TOKEN="+sim.Token(),
-		"PASSERELLE_SIMPLEBO_PARTNER_CODE="+sim.PartnerCode(),
-		"PASSERELLE_SIMPLEBO_PARTNER=LBA",
-		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET="+simpleboHookSecret,
-		"PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=token",
-		"PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN="+simpleboHookToken,
-	)
+	f := newFixture(t, simpleboEnv(sim)...)
 	if logs != nil {
 		f.Log = app.NewLogger(logs, "json", "debug")
 	}
 	f.start()
 	return f
+}
+
+// simpleboEnv configures the Simplébo module against sim.
+func simpleboEnv(sim *simplebosim.Sim) []string {
+	return []string{
+		"PASSERELLE_SIMPLEBO_URL=" + sim.URL(),
+		"PASSERELLE_SIMPLEBO_TOKEN=" + sim.Token(),
+		"PASSERELLE_SIMPLEBO_PARTNER_CODE=" + sim.PartnerCode(),
+		"PASSERELLE_SIMPLEBO_PARTNER=LBA",
+		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET=" + simpleboHookSecret,
+		"PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=token",
+		"PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN=" + simpleboHookToken,
+	}
 }
 
 func startSimpleboSim(t *testing.T) *simplebosim.Sim {
@@ -491,4 +497,63 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	}))
 	require.Len(t, rowsOf(twoAgo), 1)
 	require.Empty(t, rowsOf(lastMonth), "no row after the contract ended")
+}
+
+// With two CRM endpoints, each has a stage of its own on the ordered simplebo.events topic: the one
+// that answers 410 is disabled and holds its events while the other receives every client's
+// events in order; once enabled, it receives them all too, in the same order, each once.
+func TestSimpleboEventsReachEachEndpointOnItsOwn(t *testing.T) {
+	t.Parallel()
+	sim := startSimpleboSim(t)
+	f := newFixture(t, simpleboEnv(sim)...)
+	gone := startCountingCRM(t, f.Secret)
+	gone.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
+	f.Env = append(f.Env, "PASSERELLE_CRM_URL="+f.CRMURL+","+gone.url)
+	f.start()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	var ids []string
+	for i := range 4 {
+		for _, client := range []string{"E-1", "E-2"} {
+			ev := pipelines.SimpleboEvent{Type: pipelines.EventClientStateChanged, ID: fmt.Sprintf("simplebo_own_%s_%d", client, i), ClientID: client, OccurredAt: time.Now().UTC()}
+			b, err := json.Marshal(ev)
+			require.NoError(t, err)
+			msg := message.NewMessage(ev.ID, b)
+			msg.Metadata.Set(pipelines.MetaEventID, ev.ID)
+			msg.Metadata.Set(pipelines.MetaOrderingKey, ev.ClientID)
+			require.NoError(t, f.run.App.Pub.PublishContext(ctx, pipelines.TopicSimpleboEvents, msg))
+			ids = append(ids, ev.ID)
+		}
+	}
+	order := func(d []crmsim.Delivery) []string {
+		var out []string
+		for _, x := range d {
+			out = append(out, x.ID)
+		}
+		return out
+	}
+	require.NoError(t, f.Receiver.WaitForUnique(ctx, len(ids)), "the endpoint that is up is not held back")
+	require.Equal(t, ids, order(f.Receiver.Deliveries()))
+	goneID := pipelines.EndpointID(gone.url)
+	var views []app.EndpointView
+	require.True(t, testwait.Eventually(20*time.Second, func() bool {
+		views = nil
+		return f.adminJSON(t, http.MethodGet, "/admin/endpoints", nil, &views) == http.StatusOK &&
+			len(views) == 1 && views[0].Endpoint == goneID && views[0].Disabled && views[0].Held == 1
+	}), "the 410 endpoint disabled, its first event held: %+v", views)
+	require.Equal(t, 1, gone.Attempts())
+	scrape := f.scrape(t)
+	for _, u := range []string{f.CRMURL, gone.url} {
+		stage := strings.TrimPrefix(pipelines.CRMStageName(pipelines.PipelineSimplebo, u), pipelines.PipelineSimplebo+".")
+		_, ok := metric(scrape, "passerelle_stage_messages_total", map[string]string{"pipeline": pipelines.PipelineSimplebo, "stage": stage, "outcome": "in"})
+		require.True(t, ok, "a stage of its own for %s", stage)
+	}
+
+	gone.SetFault(crmsim.Fault{})
+	require.Equal(t, http.StatusOK, f.adminJSON(t, http.MethodPost, "/admin/endpoints/enable", map[string]string{"endpoint": goneID}, nil))
+	require.NoError(t, gone.WaitForUnique(ctx, len(ids)))
+	require.Equal(t, ids, order(gone.Deliveries()), "once enabled, every event in order")
+	require.Zero(t, gone.Rejected())
+	require.Equal(t, ids, order(f.Receiver.Deliveries()), "nothing twice to the other")
 }
