@@ -424,15 +424,10 @@ func TestSimpleboWebhookStates(t *testing.T) {
 func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	t.Parallel()
 	sim := startSimpleboSim(t)
-	f := newFixture(t,
-		"PASSERELLE_SIMPLEBO_URL="+sim.URL(),
-		"PASSERELLE_SIMPLEBO_TOKEN="+sim.Token(),
-		"PASSERELLE_SIMPLEBO_PARTNER_CODE="+sim.PartnerCode(),
-		"PASSERELLE_SIMPLEBO_PARTNER=LBA",
-		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET="+simpleboHookSecret,
+	f := newFixture(t, append(simpleboEnv(sim),
 		"PASSERELLE_SIMPLEBO_BILLING_PRICE=29.00",
 		"PASSERELLE_SIMPLEBO_BILLING_CODE=SB-SITE-AMM",
-	)
+	)...)
 	f.start()
 	hook := "http://" + f.run.App.HTTPAddr() + "/webhooks/simplebo/" + simpleboHookSecret
 	ctx := context.Background()
