@@ -40,7 +40,7 @@ const (
 // and a token, and a CRM receiver.
 func startSimplebo(t *testing.T, sim *simplebosim.Sim, logs io.Writer) *fixture {
 	t.Helper()
-	f := newFixture(t, simpleboEnv(sim)...)
+	f := newFixture(t, simpleboEnv(sim, simpleboHookToken)...)
 	if logs != nil {
 		f.Log = app.NewLogger(logs, "json", "debug")
 	}
@@ -48,17 +48,20 @@ func startSimplebo(t *testing.T, sim *simplebosim.Sim, logs io.Writer) *fixture 
 	return f
 }
 
-// simpleboEnv configures the Simplébo module against sim.
-func simpleboEnv(sim *simplebosim.Sim) []string {
-	return []string{
+// simpleboEnv configures the Simplébo module against sim, its webhook behind the secret path
+// (and, with a token, behind that token too).
+func simpleboEnv(sim *simplebosim.Sim, token string) []string {
+	env := []string{
 		"PASSERELLE_SIMPLEBO_URL=" + sim.URL(),
 		"PASSERELLE_SIMPLEBO_TOKEN=" + sim.Token(),
 		"PASSERELLE_SIMPLEBO_PARTNER_CODE=" + sim.PartnerCode(),
 		"PASSERELLE_SIMPLEBO_PARTNER=LBA",
 		"PASSERELLE_SIMPLEBO_WEBHOOK_SECRET=" + simpleboHookSecret,
-		"PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=token",
-		"PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN=" + simpleboHookToken,
 	}
+	if token != "" {
+		env = append(env, "PASSERELLE_SIMPLEBO_WEBHOOK_AUTH=token", "PASSERELLE_SIMPLEBO_WEBHOOK_TOKEN="+token)
+	}
+	return env
 }
 
 func startSimpleboSim(t *testing.T) *simplebosim.Sim {
@@ -424,7 +427,7 @@ func TestSimpleboWebhookStates(t *testing.T) {
 func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 	t.Parallel()
 	sim := startSimpleboSim(t)
-	f := newFixture(t, append(simpleboEnv(sim),
+	f := newFixture(t, append(simpleboEnv(sim, ""),
 		"PASSERELLE_SIMPLEBO_BILLING_PRICE=29.00",
 		"PASSERELLE_SIMPLEBO_BILLING_CODE=SB-SITE-AMM",
 	)...)
@@ -500,7 +503,7 @@ func TestSimpleboClientsInTheBillingFile(t *testing.T) {
 func TestSimpleboEventsReachEachEndpointOnItsOwn(t *testing.T) {
 	t.Parallel()
 	sim := startSimpleboSim(t)
-	f := newFixture(t, simpleboEnv(sim)...)
+	f := newFixture(t, simpleboEnv(sim, simpleboHookToken)...)
 	gone := startCountingCRM(t, f.Secret)
 	gone.SetFault(crmsim.Fault{Mode: crmsim.FaultStatus, Status: http.StatusGone})
 	f.Env = append(f.Env, "PASSERELLE_CRM_URL="+f.CRMURL+","+gone.url)
