@@ -347,6 +347,39 @@ func TestOrderedTopicEndpointAddedStartsWhereTheStageWas(t *testing.T) {
 	require.Equal(t, append(before, after...), deliveredOnce(t, first))
 }
 
+// Back from two endpoints to one, the topic's single CRM stage is created where that endpoint's own
+// stage was: nothing to read again, and the endpoint receives what follows, each event once.
+func TestOrderedTopicBackToOneEndpointStartsWhereItsStageWas(t *testing.T) {
+	t.Parallel()
+	h := newCRMHarness(t, delivery.Config{}, 50*time.Millisecond)
+	ctx, first := h.ctx, h.rcv
+	second := h.receiver(t)
+	h.sink.Endpoints = append(h.sink.Endpoints, second.URL()+"/crm")
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	h.run(t)
+	before := h.publishShopApp(t, "two", 3, "sa-1")
+	require.NoError(t, first.WaitForUnique(ctx, len(before)))
+	require.NoError(t, second.WaitForUnique(ctx, len(before)))
+	stages := make([]string, len(h.sink.Endpoints))
+	for i, u := range h.sink.Endpoints {
+		stages[i] = pipelines.CRMStageName(pipelines.PipelineShopApp, u)
+	}
+	waitDrained(t, h.b, stages...)
+	require.NoError(t, h.router.Close())
+
+	h.sink.Endpoints = h.sink.Endpoints[1:]
+	h.newRouter(t)
+	require.NoError(t, pipelines.AddShopApp(ctx, h.w, h.sink, nil, h.st))
+	bl, err := h.b.Backlog(ctx, pipelines.DurableName("shopapp.crm"))
+	require.NoError(t, err)
+	require.Zero(t, bl.Messages, "the single stage starts after what the endpoint's own stage had acked")
+	h.run(t)
+	after := h.publishShopApp(t, "one", 2, "sa-1")
+	require.NoError(t, second.WaitForUnique(ctx, len(before)+len(after)))
+	require.Equal(t, append(before, after...), deliveredOnce(t, second))
+	require.Equal(t, before, deliveredOnce(t, first), "the endpoint no longer listed gets nothing more")
+}
+
 // An interface's events reach the CRM in the order they happened, even when the first is refused
 // for now and comes back later: its topic is consumed one message at a time, so the second waits.
 func TestOrderedEventsKeepTheirOrderAcrossRedelivery(t *testing.T) {
