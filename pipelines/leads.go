@@ -368,15 +368,15 @@ func (w Wiring) crmStage(ctx context.Context, pipeline, topic string, sink *CRMS
 		}
 		return w.handlerWith(ctx, shared, topic, "", c.Handle, SubscribeOptions{Ordered: true, StartAfter: after})
 	}
-	names := make([]string, len(c.Endpoints))
-	for i, u := range c.Endpoints {
-		names[i] = CRMStageName(pipeline, u)
+	// Every stage of the topic, the single one of an earlier configuration first.
+	siblings := []string{shared}
+	for _, u := range c.Endpoints {
+		siblings = append(siblings, CRMStageName(pipeline, u))
 	}
 	for i, u := range c.Endpoints {
 		one := c
 		one.Endpoints = []string{u}
-		siblings := append([]string{shared}, names...)
-		if err := w.handlerWith(ctx, names[i], topic, "", one.Handle, SubscribeOptions{Ordered: true, StartAfter: siblings}); err != nil {
+		if err := w.handlerWith(ctx, siblings[i+1], topic, "", one.Handle, SubscribeOptions{Ordered: true, StartAfter: siblings}); err != nil {
 			return err
 		}
 	}
